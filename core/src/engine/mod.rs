@@ -1,0 +1,1 @@
+//! The engine: decides where units run.

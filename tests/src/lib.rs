@@ -1,0 +1,2 @@
+//! flt-tests: test support (real etcd, real systemd test hosts), the cluster simulator, and the
+//! integration tests in `tests/tests/`.
