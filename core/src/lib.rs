@@ -20,5 +20,6 @@ pub mod agent;
 pub mod engine;
 pub mod glob;
 pub mod registry;
+pub mod rng;
 pub mod time;
 pub mod unit;

@@ -18,6 +18,33 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OpId(pub u64);
 
+/// Hands out [`OpId`]s for one component. The component number fills the top byte, so that the
+/// ids of an engine, an agent and an API front end living in one node never collide.
+#[derive(Clone, Debug)]
+pub struct OpIdGen {
+    component: u64,
+    next: u64,
+}
+
+impl OpIdGen {
+    pub fn new(component: u8) -> OpIdGen {
+        OpIdGen {
+            component: u64::from(component) << 56,
+            next: 0,
+        }
+    }
+
+    pub fn next_id(&mut self) -> OpId {
+        self.next = (self.next + 1) & ((1 << 56) - 1);
+        OpId(self.component | self.next)
+    }
+
+    /// Whether `id` was handed out by a generator of this component.
+    pub fn owns(&self, id: OpId) -> bool {
+        id.0 >> 56 == self.component >> 56
+    }
+}
+
 /// What must hold for a write or delete to take effect.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Precondition {
