@@ -1,6 +1,31 @@
 //! What a unit's `[X-Fleet]` section asks of the machine it runs on.
+//!
+//! [`Requirements::from_unit`] reads fleet's option spellings from the `[X-Fleet]` section only
+//! (exact, case-sensitive name), after fleet's multi-value split (`"a=1" "b=2"`), and expands the
+//! specifiers `%n %N %p %i` for the unit's name. Unknown keys are not errors here:
+//! [`unknown_requirements`] gives fltctl's warnings for them.
 
+use super::UnitFile;
+use super::name::UnitNameInfo;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The section fleet reads its options from.
+pub const X_FLEET: &str = "X-Fleet";
+
+/// Every `[X-Fleet]` key fleet understands, legacy spellings included.
+pub const KNOWN_REQUIREMENTS: [&str; 11] = [
+    "MachineID",
+    "X-ConditionMachineID",
+    "X-ConditionMachineBootID",
+    "X-ConditionMachineOf",
+    "MachineOf",
+    "X-Conflicts",
+    "Conflicts",
+    "X-ConditionMachineMetadata",
+    "MachineMetadata",
+    "Global",
+    "Replaces",
+];
 
 /// The scheduling requirements of one unit, with specifiers (`%n %N %p %i`) already expanded for
 /// that unit's name.
@@ -21,6 +46,63 @@ pub struct Requirements {
 }
 
 impl Requirements {
+    /// The requirements of `unit` when it runs under `name`. Specifiers are expanded only if
+    /// `name` has a `.` (fleet's `UnitNameInfo` needs one); pass `""` for the raw values.
+    ///
+    /// - `MachineID`, then `X-ConditionMachineID`, then `X-ConditionMachineBootID`: the first
+    ///   value of the first spelling present;
+    /// - `X-ConditionMachineOf` then `MachineOf`: every value, whole;
+    /// - `X-ConditionMachineMetadata` then `MachineMetadata`: each `k=v` with exactly one `=` and
+    ///   both sides non-empty (anything else is ignored);
+    /// - `X-Conflicts` then `Conflicts`: every value split on whitespace;
+    /// - `Replaces`: every value, whole;
+    /// - `Global`: the last value, true iff its lowercase form is `true yes 1 on t`.
+    pub fn from_unit(unit: &UnitFile, name: &str) -> Requirements {
+        let info = UnitNameInfo::parse(name);
+        let values = |key: &str| -> Vec<String> {
+            let raw = unit.fleet_values(X_FLEET, key);
+            match &info {
+                Some(info) => raw.iter().map(|v| info.expand_specifiers(v)).collect(),
+                None => raw,
+            }
+        };
+        let all = |keys: &[&str]| -> Vec<String> { keys.iter().flat_map(|k| values(k)).collect() };
+
+        let machine_id = [
+            "MachineID",
+            "X-ConditionMachineID",
+            "X-ConditionMachineBootID",
+        ]
+        .iter()
+        .find_map(|k| values(k).into_iter().next());
+        let mut metadata: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for pair in all(&["X-ConditionMachineMetadata", "MachineMetadata"]) {
+            let mut parts = pair.split('=');
+            if let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next())
+                && !key.is_empty()
+                && !value.is_empty()
+            {
+                metadata
+                    .entry(key.to_string())
+                    .or_default()
+                    .insert(value.to_string());
+            }
+        }
+        let conflicts = all(&["X-Conflicts", "Conflicts"])
+            .iter()
+            .flat_map(|v| v.split_whitespace().map(str::to_string))
+            .collect();
+        let global = values("Global").last().is_some_and(|v| is_truthy(v));
+        Requirements {
+            machine_id,
+            peers: all(&["X-ConditionMachineOf", "MachineOf"]),
+            metadata,
+            conflicts,
+            replaces: values("Replaces"),
+            global,
+        }
+    }
+
     /// Whether a machine with this (merged) metadata satisfies `MachineMetadata=`: for every
     /// required key the machine has the key and its value is one of the accepted values.
     pub fn metadata_matches(&self, machine_metadata: &BTreeMap<String, String>) -> bool {
@@ -38,6 +120,35 @@ impl Requirements {
             Some(want) => want == machine_id || short_machine_id(machine_id) == want,
         }
     }
+}
+
+/// fleet's `isTruthyValue`.
+fn is_truthy(value: &str) -> bool {
+    matches!(
+        value.to_lowercase().as_str(),
+        "true" | "yes" | "1" | "on" | "t"
+    )
+}
+
+/// fltctl's warnings for `[X-Fleet]` keys fleet does not know, one per key in order of first
+/// appearance: `unrecognized requirement in [X-Fleet] section: "<key>"`. The API accepts such
+/// units; only the client warns.
+pub fn unknown_requirements(unit: &UnitFile) -> Vec<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for option in unit.options() {
+        let key = option.name.as_str();
+        if option.section == X_FLEET && !KNOWN_REQUIREMENTS.contains(&key) && !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    seen.into_iter()
+        .map(|key| {
+            format!(
+                "unrecognized requirement in [X-Fleet] section: {}",
+                super::parse::go_quote(key)
+            )
+        })
+        .collect()
 }
 
 /// The first 8 characters of a machine ID (the whole ID if shorter).
