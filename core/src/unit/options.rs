@@ -147,3 +147,145 @@ fn dedup(values: &[String]) -> Vec<&str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::{ParseErrorKind, UnitOption};
+
+    fn check(x_fleet: &str) -> Result<(), String> {
+        let unit = UnitFile::parse(&format!(
+            "[Service]\nExecStart=/bin/true\n[X-Fleet]\n{x_fleet}"
+        ))
+        .unwrap();
+        validate_options(&unit).map_err(|e| e.to_string())
+    }
+
+    fn fails(x_fleet: &str) -> String {
+        check(x_fleet).unwrap_err()
+    }
+
+    #[test]
+    fn valid_combinations_pass() {
+        for ok in [
+            "",
+            "MachineID=abc\nMachineMetadata=a=b\n",
+            "MachineOf=a.service\nConflicts=b.service\n",
+            "MachineOf=a.service\nReplaces=b.service\n",
+            "Global=true\nConflicts=b.service\nMachineMetadata=a=b\n",
+            "Global=false\nMachineID=abc\n",
+            "Global=no\nMachineOf=a.service\n",
+            "Bogus=1\n",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn reparse_failure_comes_first() {
+        let long = UnitFile::from_options(vec![
+            UnitOption::new("X-Fleet", "MachineID", "m"),
+            UnitOption::new("X-Fleet", "MachineOf", "p.service"),
+            UnitOption::new("Service", "ExecStart", "x".repeat(3000)),
+        ]);
+        assert_eq!(
+            validate_options(&long).unwrap_err().to_string(),
+            // Line 6 of the serialized text: [X-Fleet], 2 options, blank, [Service], ExecStart.
+            "line 6: line too long (max 2048 bytes)"
+        );
+        let bad_name = UnitFile::from_options(vec![UnitOption::new("Unit", "A\nB", "x")]);
+        match validate_options(&bad_name) {
+            Err(OptionsError::Parse(e)) => assert_eq!(e.kind, ParseErrorKind::NewlineInOptionName),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn peer_matching_a_conflict() {
+        assert_eq!(
+            fails("MachineOf=db.service\nConflicts=web.service db*\nMachineID=m\n"),
+            "unresolvable requirements: peer \"db.service\" matches conflict \"db*\""
+        );
+        // Legacy spellings count too.
+        assert_eq!(
+            fails("X-ConditionMachineOf=a.service\nX-Conflicts=a.service\n"),
+            "unresolvable requirements: peer \"a.service\" matches conflict \"a.service\""
+        );
+    }
+
+    #[test]
+    fn peer_matching_a_replace() {
+        assert_eq!(
+            fails("MachineOf=old.service\nReplaces=old.*\nMachineID=m\n"),
+            "unresolvable requirements: peer \"old.service\" matches replace \"old.*\""
+        );
+        // Conflicts are checked for every peer before Replaces.
+        assert_eq!(
+            fails("MachineOf=a.service\nMachineOf=b.service\nReplaces=a.service\nConflicts=b.*\n"),
+            "unresolvable requirements: peer \"b.service\" matches conflict \"b.*\""
+        );
+    }
+
+    #[test]
+    fn exclusive_options_in_order() {
+        let cases = [
+            (
+                "MachineID=m\nMachineOf=a.service\nConflicts=b\nGlobal=true\nReplaces=c\n",
+                "MachineID cannot be used with Peers",
+            ),
+            (
+                "MachineID=m\nConflicts=b\nGlobal=true\nReplaces=c\n",
+                "MachineID cannot be used with Conflicts",
+            ),
+            (
+                "X-ConditionMachineID=m\nGlobal=true\nReplaces=c\n",
+                "MachineID cannot be used with Global",
+            ),
+            (
+                "X-ConditionMachineBootID=m\nReplaces=c\n",
+                "MachineID cannot be used with Replaces",
+            ),
+            (
+                "Global=yes\nMachineOf=a.service\nReplaces=c\n",
+                "Global cannot be used with Peers",
+            ),
+            (
+                "Global=1\nReplaces=c\nConflicts=d\n",
+                "Global cannot be used with Replaces",
+            ),
+            (
+                "Conflicts=d\nReplaces=c\n",
+                "Conflicts cannot be used with Replaces",
+            ),
+        ];
+        for (x_fleet, want) in cases {
+            assert_eq!(fails(x_fleet), want, "{x_fleet:?}");
+        }
+    }
+
+    #[test]
+    fn raw_values_without_specifier_expansion() {
+        // For foo.service `%p.socket` would become foo.socket and match; raw it does not.
+        assert_eq!(check("MachineOf=%p.socket\nConflicts=foo.socket\n"), Ok(()));
+        assert_eq!(
+            fails("MachineOf=%p.socket\nConflicts=%p.*\n"),
+            "unresolvable requirements: peer \"%p.socket\" matches conflict \"%p.*\""
+        );
+        // Global is read raw too: `%i` is not truthy.
+        assert_eq!(check("Global=%i\nMachineID=m\n"), Ok(()));
+    }
+
+    #[test]
+    fn malformed_globs_never_match() {
+        assert_eq!(check("MachineOf=[\nConflicts=[\n"), Ok(()));
+        assert_eq!(check("MachineOf=a\nReplaces=[a\n"), Ok(()));
+    }
+
+    #[test]
+    fn multivalues_are_split_before_checks() {
+        assert_eq!(
+            fails("MachineOf=\"a.service\" \"b.service\"\nConflicts=\"x\" \"b.*\"\n"),
+            "unresolvable requirements: peer \"b.service\" matches conflict \"b.*\""
+        );
+    }
+}

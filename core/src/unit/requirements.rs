@@ -160,6 +160,185 @@ pub fn short_machine_id(machine_id: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn unit(text: &str) -> UnitFile {
+        UnitFile::parse(text).unwrap()
+    }
+
+    fn reqs(text: &str, name: &str) -> Requirements {
+        Requirements::from_unit(&unit(text), name)
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_x_fleet_section_means_no_requirements() {
+        assert_eq!(
+            reqs("[Service]\nExecStart=/bin/true\n", "a.service"),
+            Requirements::default()
+        );
+        // The section name is exact and case-sensitive; other sections are never read.
+        let text = "[x-fleet]\nGlobal=true\n[Unit]\nMachineOf=b.service\n[X-Fleet ]\nGlobal=1\n";
+        assert_eq!(reqs(text, "a.service"), Requirements::default());
+    }
+
+    #[test]
+    fn machine_id_spellings_in_precedence_order() {
+        let text = "[X-Fleet]\nX-ConditionMachineBootID=boot\nX-ConditionMachineID=cond1\n\
+                    X-ConditionMachineID=cond2\nMachineID=\"m1\" \"m2\"\n";
+        assert_eq!(reqs(text, "a.service").machine_id.as_deref(), Some("m1"));
+        let text = "[X-Fleet]\nX-ConditionMachineBootID=boot\nX-ConditionMachineID=cond1\n";
+        assert_eq!(reqs(text, "a.service").machine_id.as_deref(), Some("cond1"));
+        let text = "[X-Fleet]\nX-ConditionMachineBootID=boot\nX-ConditionMachineBootID=b2\n";
+        assert_eq!(reqs(text, "a.service").machine_id.as_deref(), Some("boot"));
+        // Un-prefixed MachineBootID is not a spelling fleet knows.
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineBootID=x\n", "a.service").machine_id,
+            None
+        );
+        // An empty value still pins (to a machine that cannot exist), as in fleet.
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineID=\n", "a.service")
+                .machine_id
+                .as_deref(),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn peers_legacy_first_and_never_split_on_whitespace() {
+        let text = "[X-Fleet]\nMachineOf=b.service c.service\nX-ConditionMachineOf=a.service\n\
+                    MachineOf=\"d.service\" \"e.service\"\nX-MachineOf=z.service\n";
+        assert_eq!(
+            reqs(text, "x.service").peers,
+            strings(&["a.service", "b.service c.service", "d.service", "e.service"])
+        );
+    }
+
+    #[test]
+    fn metadata_pairs_need_exactly_one_equals_and_both_sides() {
+        let text = "[X-Fleet]\nMachineMetadata=region=us\nMachineMetadata=\"disk=ssd\" \"region=eu\"\n\
+                    MachineMetadata=bare\nMachineMetadata=a=b=c\nMachineMetadata==v\n\
+                    MachineMetadata=k=\nX-ConditionMachineMetadata=disk=hdd\n\
+                    MachineMetadata=region = us\n";
+        let got = reqs(text, "x.service").metadata;
+        let want: BTreeMap<String, BTreeSet<String>> = [
+            ("disk".to_string(), ["hdd", "ssd"].map(String::from).into()),
+            ("region".to_string(), ["eu", "us"].map(String::from).into()),
+            ("region ".to_string(), [" us".to_string()].into()),
+        ]
+        .into();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn conflicts_split_on_whitespace_replaces_do_not() {
+        let text = "[X-Fleet]\nConflicts=a.service  b*.service\tc.service\nX-Conflicts=x.service\n\
+                    Conflicts=\"d.service e.service\" \"f.service\"\n\
+                    Replaces=r1.service r2.service\nReplaces=\"r3.service\" \"r4.service\"\n";
+        let req = reqs(text, "z.service");
+        assert_eq!(
+            req.conflicts,
+            strings(&[
+                "x.service",
+                "a.service",
+                "b*.service",
+                "c.service",
+                "d.service",
+                "e.service",
+                "f.service"
+            ])
+        );
+        assert_eq!(
+            req.replaces,
+            strings(&["r1.service r2.service", "r3.service", "r4.service"])
+        );
+        // An empty Conflicts= gives no pattern at all.
+        assert!(
+            reqs("[X-Fleet]\nConflicts=\n", "z.service")
+                .conflicts
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn global_last_value_truthy_lowercase() {
+        for (value, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("Yes", true),
+            ("1", true),
+            ("on", true),
+            ("T", true),
+            ("false", false),
+            ("y", false),
+            ("0", false),
+            ("", false),
+            ("enabled", false),
+        ] {
+            let text = format!("[X-Fleet]\nGlobal={value}\n");
+            assert_eq!(reqs(&text, "g.service").global, want, "{value:?}");
+        }
+        assert!(!reqs("[X-Fleet]\nGlobal=true\nGlobal=false\n", "g.service").global);
+        assert!(reqs("[X-Fleet]\nGlobal=no\nGlobal=on\n", "g.service").global);
+        assert!(!reqs("[X-Fleet]\nGlobal=\"true\" \"no\"\n", "g.service").global);
+        assert!(!reqs("[X-Fleet]\nX-Global=true\n", "g.service").global);
+    }
+
+    #[test]
+    fn specifiers_expanded_for_the_name_in_every_option() {
+        let text = "[X-Fleet]\nMachineOf=%p.socket\nMachineOf=%n-%N-%i\nMachineID=%i\n\
+                    MachineMetadata=role=%p\nConflicts=%p@*.service other-%i\nReplaces=%N.old\n\
+                    Global=%i\n";
+        let req = reqs(text, "web@1.service");
+        assert_eq!(req.peers, strings(&["web.socket", "web@1.service-web@1-1"]));
+        assert_eq!(req.machine_id.as_deref(), Some("1"));
+        assert_eq!(
+            req.metadata,
+            [("role".to_string(), ["web".to_string()].into())].into()
+        );
+        assert_eq!(req.conflicts, strings(&["web@*.service", "other-1"]));
+        assert_eq!(req.replaces, strings(&["web@1.old"]));
+        assert!(req.global, "%i expanded to 1 before the truthy check");
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineOf=%p.socket\n", "foo.service").peers,
+            strings(&["foo.socket"])
+        );
+        // Other specifiers stay, and without a `.` in the name nothing is expanded.
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineOf=%H-%m-%%p\n", "foo.service").peers,
+            strings(&["%H-%m-%foo"])
+        );
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineOf=%p.socket\n", "").peers,
+            strings(&["%p.socket"])
+        );
+        assert_eq!(
+            reqs("[X-Fleet]\nMachineOf=%p.socket\n", "nodot").peers,
+            strings(&["%p.socket"])
+        );
+    }
+
+    #[test]
+    fn unknown_requirements_warn_once_per_key_in_order() {
+        let text = "[X-Fleet]\nMachineBootID=x\nGlobal=true\nX-MachineOf=a\nMachineBootID=y\n\
+                    machineof=b\n[Service]\nBogus=1\n";
+        assert_eq!(
+            unknown_requirements(&unit(text)),
+            strings(&[
+                "unrecognized requirement in [X-Fleet] section: \"MachineBootID\"",
+                "unrecognized requirement in [X-Fleet] section: \"X-MachineOf\"",
+                "unrecognized requirement in [X-Fleet] section: \"machineof\"",
+            ])
+        );
+        let all_known: String = KNOWN_REQUIREMENTS
+            .iter()
+            .map(|k| format!("{k}=v\n"))
+            .collect();
+        assert!(unknown_requirements(&unit(&format!("[X-Fleet]\n{all_known}"))).is_empty());
+    }
+
     #[test]
     fn metadata_is_and_across_keys_or_within() {
         let mut req = Requirements::default();
