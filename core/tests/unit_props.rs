@@ -317,3 +317,96 @@ fn reordering_options_within_a_section_changes_the_hash() {
     let d = UnitFile::parse("[Service]\nExecStart=y\n[Unit]\nDescription=x\n").unwrap();
     assert_ne!(c.hash(), d.hash());
 }
+
+/// Unit-like text made of the pieces that matter to the lexer: headers (some broken), options
+/// with values full of backslashes, quotes and `\r`, comments, blank lines and junk.
+fn lexer_soup() -> impl Strategy<Value = String> {
+    let bit = prop::sample::select(vec![
+        "a", "b", "é", " ", "\t", "\\", "\\", "\"", "\"", "=", "#", ";", "]", "\r", "%p",
+    ]);
+    let bits = prop::collection::vec(bit, 0..8).prop_map(|b| b.concat());
+    let line = prop_oneof![
+        3 => prop::sample::select(vec!["[S]", "[X-Fleet]", "[S] ", "[T]\r", "[X-Fleet]", "[S]"])
+            .prop_map(str::to_string),
+        1 => prop::sample::select(vec!["[a", "[S]x", "[]"]).prop_map(str::to_string),
+        8 => (prop::sample::select(vec!["A", " B ", "", "\tC", "é"]), bits.clone())
+            .prop_map(|(name, value)| format!("{name}={value}")),
+        1 => bits.clone().prop_map(|b| format!("#{b}")),
+        1 => prop::sample::select(vec!["", " ", "\t\r"]).prop_map(str::to_string),
+        1 => bits,
+    ];
+    let end = prop::sample::select(vec!["\n", "\n", "\n", "\r\n", "\\\n"]);
+    prop::collection::vec((line, end), 0..16).prop_map(|lines| {
+        let end = |l: &str, e| {
+            if l.starts_with('[') && e == "\\\n" {
+                "\n"
+            } else {
+                e
+            }
+        };
+        lines
+            .into_iter()
+            .map(|(l, e)| format!("{l}{}", end(&l, e)))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Whatever parses, its stored form parses back to the same stored form, unless a value
+    /// ends in a lone `\` (fleet's own serializer turns that into a continuation).
+    #[test]
+    fn stored_form_is_a_fixed_point(text in lexer_soup()) {
+        if let Ok(unit) = UnitFile::parse(&text) {
+            prop_assume!(!unit.options().iter().any(|o| o.value.ends_with('\\')));
+            let stored = unit.serialize();
+            let again = UnitFile::parse(&stored)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {text:?} stored as {stored:?}")))?;
+            prop_assert_eq!(again.serialize(), stored, "from {:?}", text);
+            prop_assert_eq!(again.hash(), unit.hash());
+        }
+    }
+}
+
+/// Long text (several 4096-byte buffers) with long runs, multi-byte characters and every
+/// lexer-relevant byte, to drive the `bufio` replay through refills at odd offsets.
+fn long_soup() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "[S]\n", "A=", "\n", "\r\n", "\\\n", "#", "x", "é", "🕴", " ", "]", "[",
+    ]);
+    prop::collection::vec((piece, 1..1500usize), 0..12)
+        .prop_map(|runs| runs.into_iter().map(|(p, n)| p.repeat(n)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The parser never panics, reports a line inside the text, and errors only with one of
+    /// fleet's messages.
+    #[test]
+    fn parser_is_total(text in prop_oneof![any::<String>(), long_soup()]) {
+        match UnitFile::parse(&text) {
+            Ok(unit) => {
+                prop_assert!(unit.options().iter().all(|o| !o.name.contains('\n')));
+            }
+            Err(e) => {
+                prop_assert!(e.line >= 1 && e.line <= text.matches('\n').count() + 1, "{}", e);
+                let message = e.kind.to_string();
+                prop_assert!(
+                    [
+                        "line too long (max 2048 bytes)",
+                        "unable to find end of section",
+                        "found garbage after section name : \"",
+                        "unexpected newline encountered while parsing option name",
+                        "EOF",
+                    ]
+                    .iter()
+                    .any(|m| message.starts_with(m)),
+                    "{}",
+                    message
+                );
+            }
+        }
+    }
+}
