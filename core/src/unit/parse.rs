@@ -13,7 +13,7 @@
 //! - the 2048-byte line limit is checked the way go-systemd did it: before each lexer step, if
 //!   its 4096-byte `bufio.Reader` holds at least 2048 unread bytes and the next 2048 contain no
 //!   `\r` or `\n`, the text is rejected. That check depends on buffer alignment, so (as in fleet)
-//!   an over-long line can slip through; [`Reader`] replays `bufio` byte for byte to match.
+//!   an over-long line can slip through; the private `Reader` replays `bufio` byte for byte.
 
 use super::{UnitFile, UnitOption};
 use std::fmt;
@@ -25,7 +25,12 @@ const BUF_SIZE: usize = 4096;
 /// `utf8.UTFMax`.
 const UTF_MAX: usize = 4;
 
-/// A unit file could not be parsed. `line` is 1-based.
+/// A unit file could not be parsed. `Display` is `line <n>: <fleet's message>`; `kind` alone
+/// displays fleet's message without a position (what fleet's API sent).
+///
+/// `line` is 1-based: the line of the `[` for an unterminated section, of the `]` for garbage,
+/// of the name for a newline before `=`, the last line for EOF, and the line where the
+/// unchecked run starts for "line too long".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
