@@ -1,15 +1,18 @@
 //! The registry: flt's view of etcd, as pure data.
 //!
 //! - [`Keyspace`]: where everything lives (see `Documentation/architecture.md`).
-//! - [`records`]: the JSON and plain-text values stored under those keys.
+//! - [`records`]: the JSON and plain-text values stored under those keys; [`codec`] encodes and
+//!   decodes them ([`Record`]).
 //! - [`Request`], [`Reply`], [`Failure`]: backend-neutral operations. The core emits requests
 //!   tagged with an [`OpId`]; a driver (etcd v2 over HTTP today, perhaps the etcd v3 JSON gateway
 //!   later) carries them out and feeds the outcome back as a [`Response`] with the same id. The
 //!   core never sees HTTP.
 
+pub mod codec;
 mod keys;
 pub mod records;
 
+pub use codec::{DecodeError, DecodeErrorKind, Record};
 pub use keys::{KeyKind, Keyspace};
 
 use std::time::Duration;
