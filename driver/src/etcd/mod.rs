@@ -23,8 +23,8 @@
 //!
 //! Failures: etcd error 100 → `NotFound` (`PreconditionFailed` under a `Present` precondition),
 //! 101 and 105 → `PreconditionFailed`, 401 → `HistoryLost{index}` (etcd's current index), other
-//! codes → `Rejected{code, message}`, a refusal without an etcd code (e.g. HTTP 401
-//! "Insufficient credentials") → `Rejected{code: 0}`; no endpoint answering → `Unreachable`, no
+//! codes → `Rejected{code, message}` (e.g. 110 "Insufficient credentials" for bad basic auth),
+//! a refusal without an etcd code → `Rejected{code: 0}`; no endpoint answering → `Unreachable`, no
 //! answer in time → `Timeout`. Raft errors (300, 301), a cleared watcher (400) and HTTP 5xx
 //! move on to the next endpoint. An environment proxy is never used.
 
