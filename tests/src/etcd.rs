@@ -7,7 +7,7 @@
 //! `FLT_ETCD_BIN` overrides the binary (default `etcd` on `PATH`).
 
 use flt_core::registry::Request;
-use flt_driver::etcd::{BasicAuth, EtcdClient, EtcdConfig, basic_auth_header};
+use flt_driver::etcd::{BasicAuth, EtcdClient, EtcdConfig, TlsFiles, basic_auth_header};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +23,8 @@ static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct EtcdServer {
     binary: PathBuf,
+    /// Serving HTTPS with client-certificate auth; the PEM files live in `dir`.
+    tls: Option<TestCerts>,
     /// Holds the data directory and etcd's log.
     dir: PathBuf,
     client_port: u16,
@@ -90,6 +92,16 @@ pub fn dead_endpoint() -> String {
 impl EtcdServer {
     /// Starts etcd and waits until it answers. `None` only when `FLT_SKIP_ETCD_TESTS=1`.
     pub fn start() -> Option<EtcdServer> {
+        EtcdServer::start_with(false)
+    }
+
+    /// Like [`EtcdServer::start`], but serving HTTPS and requiring a client certificate, both
+    /// from a test CA made with the `openssl` command (see [`EtcdServer::certs`]).
+    pub fn start_tls() -> Option<EtcdServer> {
+        EtcdServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<EtcdServer> {
         if skip_etcd_tests() {
             eprintln!("FLT_SKIP_ETCD_TESTS=1: skipping a test that needs etcd");
             return None;
@@ -107,12 +119,16 @@ impl EtcdServer {
             let (client_port, peer_port) = free_ports();
             let mut server = EtcdServer {
                 binary: binary.clone(),
+                tls: None,
                 dir: fresh_dir(),
                 client_port,
                 peer_port,
                 child: None,
                 root_password: None,
             };
+            if tls {
+                server.tls = Some(TestCerts::make(&server.dir));
+            }
             match server.launch() {
                 Ok(()) => return Some(server),
                 Err(e) => last_error = e,
@@ -123,14 +139,26 @@ impl EtcdServer {
 
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    /// Client settings for this etcd (short timeouts suit loopback).
+    /// The test CA and certificates of an etcd started with [`EtcdServer::start_tls`].
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.as_ref()
+    }
+
+    /// Client settings for this etcd (short timeouts suit loopback; with TLS, the test CA and a
+    /// client certificate).
     pub fn config(&self) -> EtcdConfig {
         EtcdConfig {
             request_timeout: Duration::from_secs(2),
             watch_poll_timeout: Duration::from_secs(5),
+            tls: self.tls.as_ref().map(|certs| TlsFiles {
+                ca_file: Some(certs.ca.clone()),
+                cert_file: Some(certs.client_cert.clone()),
+                key_file: Some(certs.client_key.clone()),
+            }),
             ..EtcdConfig::with_endpoints([self.endpoint()])
         }
     }
@@ -173,7 +201,15 @@ impl EtcdServer {
             .map_err(|e| format!("cannot open etcd log: {e}"))?;
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(certs) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", certs.server_cert.display()))
+                .arg(format!("--key-file={}", certs.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", certs.ca.display()))
+                .arg("--client-cert-auth=true");
+        }
+        let child = command
             .arg("--name=flt-test")
             .arg(format!("--data-dir={}", self.dir.join("data").display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -284,5 +320,108 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PEM files of a throw-away CA, a server certificate for `127.0.0.1` and a client certificate,
+/// made with the `openssl` command.
+#[derive(Debug, Clone)]
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TestCerts {
+    /// Makes the files in `dir`. Panics, saying what is missing, when `openssl` fails.
+    pub fn make(dir: &Path) -> TestCerts {
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("the TLS tests need the openssl command (apt-get install openssl): {e}")
+                });
+            assert!(
+                output.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec_key = |name: &str| {
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                name,
+            ])
+        };
+        ec_key("ca.key");
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=flt test CA",
+            "-days",
+            "2",
+            "-out",
+            "ca.pem",
+        ]);
+        let leaf = |name: &str, extensions: &str| {
+            ec_key(&format!("{name}.key"));
+            let ext = format!("{name}.ext");
+            std::fs::write(dir.join(&ext), extensions).expect("write extensions file");
+            openssl(&[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &format!("/CN={name}"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        };
+        leaf(
+            "server",
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        );
+        leaf(
+            "client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        );
+        TestCerts {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
     }
 }

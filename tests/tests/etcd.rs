@@ -5,7 +5,9 @@ use crossbeam_channel::RecvTimeoutError;
 use flt_core::registry::{
     Action, Event, Failure, Node, OpId, Precondition, PutValue, Reply, Request, Response,
 };
-use flt_driver::etcd::{BasicAuth, EtcdClient, EtcdConfig, RegistryDriver, Watch, WatchPoll};
+use flt_driver::etcd::{
+    BasicAuth, EtcdClient, EtcdConfig, RegistryDriver, TlsFiles, Watch, WatchPoll,
+};
 use flt_tests::etcd::{EtcdServer, dead_endpoint};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -603,4 +605,72 @@ fn registry_driver_answers_each_request_by_its_op_id() {
     );
     assert!(matches!(response.result, Ok(Reply::Deleted { .. })));
     drop(driver);
+}
+
+#[test]
+fn tls_with_a_ca_and_a_client_certificate() {
+    let Some(etcd) = EtcdServer::start_tls() else {
+        return;
+    };
+    assert!(etcd.endpoint().starts_with("https://"));
+    let c = etcd.client();
+    let node = put(&c, "/tls/k", "secure");
+    assert_eq!(
+        get(&c, "/tls/k", false).unwrap().0.value.as_deref(),
+        Some("secure")
+    );
+    let watch = c.watch("/tls", node.modified_index + 1);
+    put(&c, "/tls/k", "again");
+    assert_eq!(next_event(&watch).node.value.as_deref(), Some("again"));
+
+    let certs = etcd.certs().unwrap().clone();
+    let with_tls = |tls: TlsFiles| {
+        EtcdClient::new(EtcdConfig {
+            tls: Some(tls),
+            ..etcd.config()
+        })
+    };
+    // Without a client certificate, etcd refuses the handshake.
+    let no_cert = with_tls(TlsFiles {
+        ca_file: Some(certs.ca.clone()),
+        ..TlsFiles::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        get(&no_cert, "/tls/k", false),
+        Err(Failure::Unreachable(_))
+    ));
+    // Without the test CA, the server's certificate is not trusted.
+    let no_ca = with_tls(TlsFiles {
+        ca_file: None,
+        ..etcd.config().tls.unwrap()
+    })
+    .unwrap();
+    match get(&no_ca, "/tls/k", false) {
+        Err(Failure::Unreachable(why)) => assert!(why.to_lowercase().contains("cert"), "{why}"),
+        other => panic!("expected an untrusted certificate, got {other:?}"),
+    }
+    // Bad files are reported when the client is made, naming the file.
+    let missing = certs.ca.with_file_name("missing.pem");
+    let error = with_tls(TlsFiles {
+        ca_file: Some(missing.clone()),
+        ..TlsFiles::default()
+    })
+    .unwrap_err();
+    assert!(
+        error.to_string().contains(&missing.display().to_string()),
+        "{error}"
+    );
+    let error = with_tls(TlsFiles {
+        cert_file: Some(certs.client_cert.clone()),
+        ..TlsFiles::default()
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("key file"), "{error}");
+    let error = with_tls(TlsFiles {
+        ca_file: Some(certs.client_key.clone()),
+        ..TlsFiles::default()
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("no CA certificate"), "{error}");
 }

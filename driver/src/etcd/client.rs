@@ -71,6 +71,10 @@ fn classify(error: ureq::Error) -> TransportError {
             TransportError::NotSent(e.to_string())
         }
         ureq::Error::Io(e) if e.kind() == ErrorKind::TimedOut => TransportError::Timeout,
+        // A failed handshake: the request was never sent.
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
+            TransportError::NotSent(error.to_string())
+        }
         other => TransportError::Broken(other.to_string()),
     }
 }
