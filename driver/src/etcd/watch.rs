@@ -73,9 +73,12 @@ pub(crate) fn follow(
                 index = next_index;
             }
             Err(failure @ (Failure::Unreachable(_) | Failure::Timeout)) => {
-                log::warn!(
-                    "watch of {prefix} at index {index}: {failure}; retrying in {backoff:?}"
-                );
+                // Warn once per outage, not once per retry.
+                if backoff == MIN_BACKOFF {
+                    log::warn!("watch of {prefix} at index {index}: {failure}; retrying");
+                } else {
+                    log::debug!("watch of {prefix} at {index}: {failure}; retry in {backoff:?}");
+                }
                 match cancel.recv_timeout(backoff) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
