@@ -454,7 +454,19 @@ fn request_timeout_and_fail_over_from_a_hung_endpoint() {
     );
     // A read moves on to the next endpoint, which is then preferred.
     assert_eq!(get(&hung_first, "/t/k", false), Err(Failure::NotFound));
-    put_with(&hung_first, "/t/k", value("v"), None, Precondition::Absent).unwrap();
+    let created = put_with(&hung_first, "/t/k", value("v"), None, Precondition::Absent).unwrap();
+    // A watch leaves a hung endpoint after the request timeout, not after a whole long-poll
+    // (30 s, longer than PATIENCE).
+    let hung_watch_first = EtcdClient::new(EtcdConfig {
+        watch_poll_timeout: Duration::from_secs(30),
+        ..EtcdConfig::with_endpoints([
+            format!("http://{}", hung.local_addr().unwrap()),
+            etcd.endpoint(),
+        ])
+    })
+    .unwrap();
+    let watch = hung_watch_first.watch("/t", created.modified_index);
+    assert_eq!(next_event(&watch).node.key, "/t/k");
     drop(hung);
 }
 

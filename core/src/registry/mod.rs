@@ -93,8 +93,10 @@ pub enum Request {
         precondition: Precondition,
         recursive: bool,
     },
-    /// Stream every change under `prefix` with an index ≥ `from_index`. Answered by any number
-    /// of [`Reply::Event`]s, and ended only by a [`Failure`] (or when the core stops it).
+    /// Stream every change under `prefix` with an index ≥ `from_index` (0: from the next
+    /// change on). Answered by any number of [`Reply::Event`]s in index order, and ended only by
+    /// a [`Failure`] (or when the core stops it). To follow a prefix without gaps: `Get` it,
+    /// then watch from the read's `index + 1`; after [`Failure::HistoryLost`], do that again.
     Watch { prefix: String, from_index: u64 },
 }
 

@@ -274,7 +274,9 @@ impl EtcdClient {
     }
 
     /// Sends one call to one endpoint and reads its answer (the body read may fail on its own,
-    /// after the status and headers arrived).
+    /// after the status and headers arrived). The status and headers must arrive within the
+    /// request timeout even for a long-poll, whose body may take up to `timeout`: etcd sends a
+    /// watch's headers as soon as it is armed, so a hung endpoint is left quickly.
     fn exchange(
         &self,
         endpoint: usize,
@@ -282,6 +284,7 @@ impl EtcdClient {
         timeout: Duration,
     ) -> Result<Exchange, TransportError> {
         let url = self.url(endpoint, &call.key);
+        let header_timeout = self.inner.config.request_timeout.min(timeout);
         let agent = &self.inner.agent;
         let auth = self.inner.authorization.as_deref();
         let result = match call.method {
@@ -300,6 +303,7 @@ impl EtcdClient {
                 builder
                     .config()
                     .timeout_global(Some(timeout))
+                    .timeout_recv_response(Some(header_timeout))
                     .build()
                     .call()
             }
@@ -314,6 +318,7 @@ impl EtcdClient {
                 builder
                     .config()
                     .timeout_global(Some(timeout))
+                    .timeout_recv_response(Some(header_timeout))
                     .build()
                     .send_form(call.form.iter().map(|(k, v)| (*k, v.as_str())))
             }
