@@ -3,16 +3,20 @@
 //! - [`Keyspace`]: where everything lives (see `Documentation/architecture.md`).
 //! - [`records`]: the JSON and plain-text values stored under those keys; [`codec`] encodes and
 //!   decodes them ([`Record`]).
+//! - [`PrefixFollower`]: read a prefix once, then follow it by watch from the read's index, with
+//!   a slow jittered resync; the way agents and the engine keep up without re-listing.
 //! - [`Request`], [`Reply`], [`Failure`]: backend-neutral operations. The core emits requests
 //!   tagged with an [`OpId`]; a driver (etcd v2 over HTTP today, perhaps the etcd v3 JSON gateway
 //!   later) carries them out and feeds the outcome back as a [`Response`] with the same id. The
 //!   core never sees HTTP.
 
 pub mod codec;
+pub mod follow;
 mod keys;
 pub mod records;
 
 pub use codec::{DecodeError, DecodeErrorKind, Record};
+pub use follow::{FollowConfig, FollowEvent, FollowTimer, PrefixFollower};
 pub use keys::{KeyKind, Keyspace};
 
 use std::time::Duration;
