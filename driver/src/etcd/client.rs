@@ -176,7 +176,11 @@ impl EtcdClient {
                         Answer::Retry(Transient(why)) => {
                             last =
                                 Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")));
-                            // An answer etcd refused to give (no leader, raft error) was not applied.
+                            // A refusal (no leader, raft error) was not applied and may go
+                            // elsewhere; an unreadable success may have been.
+                            if (200..300).contains(&exchange.status) && !call.idempotent {
+                                return Err(last);
+                            }
                         }
                     }
                 }
@@ -340,5 +344,41 @@ impl EtcdClient {
             etcd_index,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_configurations_are_refused_naming_the_input() {
+        let no_endpoints = EtcdConfig::with_endpoints(Vec::<String>::new());
+        assert!(matches!(
+            EtcdClient::new(no_endpoints),
+            Err(ConfigError::NoEndpoints)
+        ));
+        let error = EtcdClient::new(EtcdConfig::with_endpoints(["127.0.0.1:2379"])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"etcd endpoint "127.0.0.1:2379" is not an http:// or https:// URL"#
+        );
+        let client =
+            EtcdClient::new(EtcdConfig::with_endpoints([" http://a:1/ ", "https://b:2"])).unwrap();
+        assert_eq!(client.url(0, "/k"), "http://a:1/v2/keys/k");
+        assert_eq!(client.url(1, "k"), "https://b:2/v2/keys/k");
+    }
+
+    #[test]
+    fn a_watch_is_not_a_call() {
+        let client = EtcdClient::new(EtcdConfig::default()).unwrap();
+        let watch = Request::Watch {
+            prefix: "/p".into(),
+            from_index: 0,
+        };
+        assert!(matches!(
+            client.call(&watch),
+            Err(Failure::Rejected { code: 0, .. })
+        ));
     }
 }
