@@ -238,7 +238,30 @@ fn ttl_expiry_of_keys_and_directories_and_refresh_without_waking_watchers() {
         Precondition::None,
     )
     .unwrap();
-    let child = put(&c, "/ttl/dir/child", "c");
+    put(&c, "/ttl/dir/child", "c");
+    // A directory with the same short TTL, whose TTL a refresh extends (this is how a machine
+    // keeps all its unit states alive with one request).
+    let states = "/refreshed/states";
+    put_with(
+        &c,
+        states,
+        PutValue::Directory,
+        one_second,
+        Precondition::None,
+    )
+    .unwrap();
+    put(&c, &format!("{states}/a.service"), "state");
+    let long = Some(Duration::from_secs(30));
+    put_with(
+        &c,
+        states,
+        PutValue::RefreshTtl,
+        long,
+        Precondition::Present,
+    )
+    .unwrap();
+    // Expires after the directory would have, had it not been refreshed.
+    let late = put_with(&c, "/ttl/late", value("l"), one_second, Precondition::None).unwrap();
     // A key kept alive by refreshes, watched on its own.
     let kept = put_with(
         &c,
@@ -252,10 +275,10 @@ fn ttl_expiry_of_keys_and_directories_and_refresh_without_waking_watchers() {
 
     let watch = c.watch("/ttl", key.modified_index + 1);
     let mut expired = Vec::new();
-    while expired.len() < 2 {
+    while expired.len() < 3 {
         let event = next_event(&watch);
-        if event.node.modified_index <= child.modified_index {
-            continue; // the creation of the directory and its child
+        if event.action != Action::Expire && event.node.modified_index <= late.modified_index {
+            continue; // the creations
         }
         assert_eq!(event.action, Action::Expire, "{event:?}");
         expired.push(event.node.key.clone());
@@ -264,9 +287,12 @@ fn ttl_expiry_of_keys_and_directories_and_refresh_without_waking_watchers() {
         put_with(&c, "/kept/key", refresh, kept_ttl, Precondition::Present).unwrap();
     }
     expired.sort();
-    assert_eq!(expired, ["/ttl/dir", "/ttl/key"]);
+    assert_eq!(expired, ["/ttl/dir", "/ttl/key", "/ttl/late"]);
     assert_eq!(get(&c, "/ttl/key", false), Err(Failure::NotFound));
     assert_eq!(get(&c, "/ttl/dir/child", false), Err(Failure::NotFound));
+    let (dir, _) = get(&c, states, true).unwrap();
+    assert!(dir.ttl.is_some_and(|ttl| ttl > 1), "{dir:?}");
+    assert_eq!(dir.nodes[0].value.as_deref(), Some("state"));
 
     // The refreshed key is still there, unchanged, and its watcher never woke.
     let (node, _) = get(&c, "/kept/key", false).unwrap();
