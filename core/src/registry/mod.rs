@@ -1,15 +1,22 @@
 //! The registry: flt's view of etcd, as pure data.
 //!
 //! - [`Keyspace`]: where everything lives (see `Documentation/architecture.md`).
-//! - [`records`]: the JSON and plain-text values stored under those keys.
+//! - [`records`]: the JSON and plain-text values stored under those keys; [`codec`] encodes and
+//!   decodes them ([`Record`]).
+//! - [`PrefixFollower`]: read a prefix once, then follow it by watch from the read's index, with
+//!   a slow jittered resync; the way agents and the engine keep up without re-listing.
 //! - [`Request`], [`Reply`], [`Failure`]: backend-neutral operations. The core emits requests
 //!   tagged with an [`OpId`]; a driver (etcd v2 over HTTP today, perhaps the etcd v3 JSON gateway
 //!   later) carries them out and feeds the outcome back as a [`Response`] with the same id. The
 //!   core never sees HTTP.
 
+pub mod codec;
+pub mod follow;
 mod keys;
 pub mod records;
 
+pub use codec::{DecodeError, DecodeErrorKind, Record};
+pub use follow::{FollowConfig, FollowEvent, FollowTimer, PrefixFollower};
 pub use keys::{KeyKind, Keyspace};
 
 use std::time::Duration;
@@ -90,8 +97,10 @@ pub enum Request {
         precondition: Precondition,
         recursive: bool,
     },
-    /// Stream every change under `prefix` with an index ≥ `from_index`. Answered by any number
-    /// of [`Reply::Event`]s, and ended only by a [`Failure`] (or when the core stops it).
+    /// Stream every change under `prefix` with an index ≥ `from_index` (0: from the next
+    /// change on). Answered by any number of [`Reply::Event`]s in index order, and ended only by
+    /// a [`Failure`] (or when the core stops it). To follow a prefix without gaps: `Get` it,
+    /// then watch from the read's `index + 1`; after [`Failure::HistoryLost`], do that again.
     Watch { prefix: String, from_index: u64 },
 }
 

@@ -97,6 +97,15 @@ pub struct Capabilities {
     pub grpc: bool,
 }
 
+/// Go writes a nil map or pointer as `null`: read it as the empty value.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// `P/machines/<id>/object` (fleet format).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineRecord {
@@ -104,9 +113,9 @@ pub struct MachineRecord {
     pub id: String,
     #[serde(rename = "PublicIP", default)]
     pub public_ip: String,
-    #[serde(rename = "Metadata", default)]
+    #[serde(rename = "Metadata", default, deserialize_with = "null_as_default")]
     pub metadata: BTreeMap<String, String>,
-    #[serde(rename = "Capabilities", default)]
+    #[serde(rename = "Capabilities", default, deserialize_with = "null_as_default")]
     pub capabilities: Capabilities,
     #[serde(rename = "Version", default)]
     pub version: String,
