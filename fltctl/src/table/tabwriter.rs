@@ -1,0 +1,182 @@
+//! A port of Go's `text/tabwriter` with the settings fleetctl used: minwidth 0, tabwidth 8,
+//! padding 1, padchar `'\t'`, no flags. Output therefore contains literal TABs.
+//!
+//! Text is split into lines at `'\n'` and into cells at `'\t'` (or `'\v'`). The last cell of a
+//! line is not part of any column and is written unpadded. A column is aligned over each run of
+//! consecutive lines that have a cell in it: its width is the widest cell (in characters) plus
+//! one, rounded up to a multiple of 8, and each cell in it is followed by
+//! `ceil((width − len) / 8)` tabs.
+
+const TAB_WIDTH: usize = 8;
+const PADDING: usize = 1;
+
+struct Cell<'a> {
+    text: &'a str,
+    width: usize,
+}
+
+/// Aligns `text` exactly as fleetctl's tabwriter did after a final `Flush`.
+pub fn tabwrite(text: &str) -> String {
+    let mut lines: Vec<Vec<Cell<'_>>> = Vec::new();
+    let mut rest = text;
+    loop {
+        match rest.find('\n') {
+            Some(end) => {
+                lines.push(cells(&rest[..end], true));
+                rest = &rest[end + 1..];
+            }
+            None => {
+                lines.push(cells(rest, false));
+                break;
+            }
+        }
+    }
+    let mut writer = Writer {
+        lines,
+        out: String::with_capacity(text.len() * 2),
+        widths: Vec::new(),
+    };
+    writer.format(0, writer.lines.len());
+    writer.out
+}
+
+/// The cells of one line. On the unterminated last line Go only keeps a trailing cell that has
+/// text, so there `"a\t"` is the single cell `a`.
+fn cells(line: &str, terminated: bool) -> Vec<Cell<'_>> {
+    let mut cells: Vec<Cell<'_>> = line
+        .split(['\t', '\u{b}'])
+        .map(|text| Cell {
+            text,
+            width: text.chars().count(),
+        })
+        .collect();
+    if !terminated && cells.last().is_some_and(|c| c.text.is_empty()) {
+        cells.pop();
+    }
+    cells
+}
+
+struct Writer<'a> {
+    lines: Vec<Vec<Cell<'a>>>,
+    out: String,
+    /// Widths of the columns to the left of the one being formatted.
+    widths: Vec<usize>,
+}
+
+impl Writer<'_> {
+    /// Whether line `i` has a (tab-terminated) cell in `column`.
+    fn has_column(&self, i: usize, column: usize) -> bool {
+        column + 1 < self.lines[i].len()
+    }
+
+    fn format(&mut self, mut line0: usize, line1: usize) {
+        let column = self.widths.len();
+        let mut this = line0;
+        while this < line1 {
+            if !self.has_column(this, column) {
+                this += 1;
+                continue;
+            }
+            // A column block starts here: print what came before, then size the block.
+            self.write_lines(line0, this);
+            line0 = this;
+            let mut width = 0;
+            while this < line1 && self.has_column(this, column) {
+                width = width.max(self.lines[this][column].width + PADDING);
+                this += 1;
+            }
+            self.widths.push(width);
+            self.format(line0, this);
+            self.widths.pop();
+            line0 = this;
+        }
+        self.write_lines(line0, line1);
+    }
+
+    fn write_lines(&mut self, line0: usize, line1: usize) {
+        for i in line0..line1 {
+            for (j, cell) in self.lines[i].iter().enumerate() {
+                self.out.push_str(cell.text);
+                if let Some(&column_width) = self.widths.get(j) {
+                    let cell_width = column_width.div_ceil(TAB_WIDTH) * TAB_WIDTH;
+                    let tabs = (cell_width - cell.width).div_ceil(TAB_WIDTH);
+                    self.out.extend(std::iter::repeat_n('\t', tabs));
+                }
+            }
+            if i + 1 < self.lines.len() {
+                self.out.push('\n');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example() {
+        let text = "UNIT\tHASH\tDSTATE\tSTATE\tTARGET\n\
+                    bar.service\t40ea664\tlaunched\tlaunched\ta84622dd.../172.17.8.101\n";
+        assert_eq!(
+            tabwrite(text),
+            "UNIT\t\tHASH\tDSTATE\t\tSTATE\t\tTARGET\n\
+             bar.service\t40ea664\tlaunched\tlaunched\ta84622dd.../172.17.8.101\n"
+        );
+    }
+
+    #[test]
+    fn widths_round_up_to_tab_stops() {
+        // Widest cell 7 → width 8 → one tab each; widest 8 → width 9 → 16.
+        assert_eq!(tabwrite("a\tx\n1234567\ty\n"), "a\tx\n1234567\ty\n");
+        assert_eq!(tabwrite("a\tx\n12345678\ty\n"), "a\t\tx\n12345678\ty\n");
+        // Empty cells are padded like any other.
+        assert_eq!(tabwrite("\tx\nabc\ty\n"), "\tx\nabc\ty\n");
+        assert_eq!(tabwrite("\tx\n123456789\ty\n"), "\t\tx\n123456789\ty\n");
+    }
+
+    #[test]
+    fn last_cell_is_unpadded_and_trailing_tab_makes_an_empty_last_cell() {
+        assert_eq!(tabwrite("abc\n"), "abc\n");
+        assert_eq!(tabwrite("a\tb\t\n"), "a\tb\t\n");
+        assert_eq!(
+            tabwrite("a\tb\nlonger-than-eight\tc\n"),
+            "a\t\t\tb\nlonger-than-eight\tc\n"
+        );
+    }
+
+    #[test]
+    fn width_counts_characters_not_bytes() {
+        // "héllo wörld" is 11 characters (13 bytes): width 12 → 16.
+        assert_eq!(
+            tabwrite("héllo wörld\tx\nab\ty\n"),
+            "héllo wörld\tx\nab\t\ty\n"
+        );
+    }
+
+    #[test]
+    fn column_blocks_are_runs_of_lines_having_the_column() {
+        // The middle line has no tab, so it splits column 0 into two blocks.
+        let out = tabwrite("a\tb\nno-tabs-here\nvery-long-cell\tc\n");
+        assert_eq!(out, "a\tb\nno-tabs-here\nvery-long-cell\tc\n");
+        // A line with fewer cells ends the block of the deeper column only.
+        let out = tabwrite("a\tb\tc\naa\tbbbbbbbbbbb\tc\nx\ty\n");
+        assert_eq!(out, "a\tb\t\tc\naa\tbbbbbbbbbbb\tc\nx\ty\n");
+    }
+
+    #[test]
+    fn vertical_tab_also_ends_a_cell() {
+        assert_eq!(
+            tabwrite("a\u{b}b\n123456789\u{b}c\n"),
+            "a\t\tb\n123456789\tc\n"
+        );
+    }
+
+    #[test]
+    fn unterminated_last_line() {
+        assert_eq!(tabwrite("a\tb\nccccccccc\td"), "a\t\tb\nccccccccc\td");
+        // Go drops an empty trailing cell on the unflushed last line, tab included.
+        assert_eq!(tabwrite("a\t"), "a");
+        assert_eq!(tabwrite(""), "");
+    }
+}
