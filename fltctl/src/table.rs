@@ -11,6 +11,7 @@ mod tabwriter;
 pub use tabwriter::tabwrite;
 
 use flt_core::api::entities::{Machine, Unit, UnitState};
+use flt_core::unit::Requirements;
 use std::fmt;
 
 /// How the rows are rendered: `--full` and `--no-legend`.
@@ -145,19 +146,9 @@ pub fn machine_full_legend(machine_id: &str, machines: &[Machine], full: bool) -
     }
 }
 
-/// Whether a unit's `[X-Fleet] Global=` (its last value) is one of `true yes 1 on t`, ignoring
-/// case.
+/// Whether the unit is global (`[X-Fleet] Global=`, read as the scheduler reads it).
 pub fn is_global(unit: &Unit) -> bool {
-    unit.options
-        .iter()
-        .rev()
-        .find(|o| o.section == "X-Fleet" && o.name == "Global")
-        .is_some_and(|o| {
-            matches!(
-                o.value.to_lowercase().as_str(),
-                "true" | "yes" | "1" | "on" | "t"
-            )
-        })
+    Requirements::from_unit(&unit.unit_file(), &unit.name).global
 }
 
 /// The first `[Unit] Description=`, if any.

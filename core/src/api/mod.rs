@@ -9,12 +9,14 @@
 //! - [`entities`]: the JSON entities (`Unit`, `UnitState`, `Machine`, pages, the error entity).
 //! - [`pagination`]: page tokens (`nextPageToken`) and slicing a sorted list into pages.
 //! - [`machines_patch`]: decoding and validating `PATCH /machines` (metadata edits).
+//! - [`units_put`]: the `PUT /units/<name>` decision tree.
 
 mod base64url;
 pub mod entities;
 mod go_json;
 pub mod machines_patch;
 pub mod pagination;
+pub mod units_put;
 
 pub use entities::{
     ErrorBody, ErrorEntity, Machine, MachinePage, Unit, UnitOption, UnitPage, UnitState,
