@@ -592,5 +592,122 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, nanos))
 }
 
+/// What fltd's command line asks for. Options are not flags: they come from the file and the
+/// environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// Run the daemon, reading this config file (`None`: [`DEFAULT_CONFIG_FILE`] if it exists).
+    Run { config_file: Option<PathBuf> },
+    /// `-version`, `--version` or the lone argument `version`: print the version, exit 0.
+    Version,
+    /// `-h`, `-help`, `--help`: print usage, exit 0.
+    Help,
+}
+
+/// A command line fltd refuses. `exit_code()` is what fltd exits with after printing it and
+/// the usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// A flag other than `-config`, `-version` and `-help` (Go's flag package exits 2).
+    UnknownFlag(String),
+    /// `-config` as the last argument.
+    MissingValue(String),
+    /// `-version=<not a bool>`.
+    InvalidBool { flag: String, value: String },
+    /// A positional argument other than a lone `version`.
+    Positional { argv0: String },
+}
+
+impl ArgsError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ArgsError::Positional { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::UnknownFlag(flag) => write!(f, "flag provided but not defined: -{flag}"),
+            ArgsError::MissingValue(flag) => write!(f, "flag needs an argument: -{flag}"),
+            ArgsError::InvalidBool { flag, value } => write!(
+                f,
+                "invalid boolean value {value:?} for -{flag}: parse error"
+            ),
+            ArgsError::Positional { argv0 } => write!(
+                f,
+                "{argv0} takes no arguments. Did you mean to invoke fltctl instead?"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Parses fltd's arguments (without `argv[0]`) with Go `flag` rules: `-flag` and `--flag`,
+/// `-flag value` or `-flag=value`; flags end at the first positional argument or at `--`.
+pub fn parse_args(argv0: &str, args: &[String]) -> Result<Invocation, ArgsError> {
+    let mut config_file = None;
+    let mut version = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" {
+            i += 1;
+            break;
+        }
+        let Some(flag) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|f| !f.is_empty() && arg != "-")
+        else {
+            break;
+        };
+        let (name, inline_value) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (flag, None),
+        };
+        match name {
+            "config" => {
+                let value = match inline_value {
+                    Some(v) => v.to_string(),
+                    None => {
+                        i += 1;
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| ArgsError::MissingValue(name.to_string()))?
+                    }
+                };
+                config_file = Some(PathBuf::from(value));
+            }
+            "version" => {
+                version = match inline_value {
+                    None => true,
+                    Some(v) => parse_go_bool(v).map_err(|_| ArgsError::InvalidBool {
+                        flag: name.to_string(),
+                        value: v.to_string(),
+                    })?,
+                };
+            }
+            "h" | "help" => return Ok(Invocation::Help),
+            _ => return Err(ArgsError::UnknownFlag(name.to_string())),
+        }
+        i += 1;
+    }
+    let positional = &args[i..];
+    if version || positional == ["version"] {
+        return Ok(Invocation::Version);
+    }
+    if !positional.is_empty() {
+        return Err(ArgsError::Positional {
+            argv0: argv0.to_string(),
+        });
+    }
+    Ok(Invocation::Run { config_file })
+}
+
 #[cfg(test)]
 mod tests;

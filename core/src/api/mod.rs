@@ -8,6 +8,7 @@
 //!
 //! - [`entities`]: the JSON entities (`Unit`, `UnitState`, `Machine`, pages, the error entity).
 //! - [`pagination`]: page tokens (`nextPageToken`) and slicing a sorted list into pages.
+//! - [`query`]: URL query strings decoded as Go did (`nextPageToken`, `machineID`, `unitName`).
 //! - [`machines_patch`]: decoding and validating `PATCH /machines` (metadata edits).
 //! - [`units_put`]: the `PUT /units/<name>` decision tree.
 
@@ -16,6 +17,7 @@ pub mod entities;
 mod go_json;
 pub mod machines_patch;
 pub mod pagination;
+pub mod query;
 pub mod units_put;
 
 pub use entities::{

@@ -180,3 +180,66 @@ mod tests {
         assert_eq!(tabwrite(""), "");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The display column where each tab-separated cell of `line` starts, with tab stops every 8.
+    fn cell_starts(line: &str) -> Vec<(usize, String)> {
+        let mut cells = Vec::new();
+        let mut col = 0;
+        let mut current = String::new();
+        let mut start = 0;
+        for c in line.chars() {
+            if c == '\t' {
+                if !current.is_empty() {
+                    cells.push((start, std::mem::take(&mut current)));
+                }
+                col = (col / 8 + 1) * 8;
+            } else {
+                if current.is_empty() {
+                    start = col;
+                }
+                current.push(c);
+                col += 1;
+            }
+        }
+        if !current.is_empty() {
+            cells.push((start, current));
+        }
+        cells
+    }
+
+    fn table() -> impl Strategy<Value = Vec<Vec<String>>> {
+        (1usize..6).prop_flat_map(|columns| {
+            proptest::collection::vec(
+                proptest::collection::vec("[a-zé./@ -]{1,20}", columns),
+                1..8,
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn columns_line_up_at_the_spec_widths(rows in table()) {
+            let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+            let out = tabwrite(&text);
+            // Only tabs are added.
+            prop_assert_eq!(out.replace('\t', ""), text.replace('\t', ""));
+            let columns = rows[0].len();
+            let mut expected_start = 0;
+            for k in 0..columns {
+                for (row, line) in rows.iter().zip(out.lines()) {
+                    let cells = cell_starts(line);
+                    prop_assert_eq!(cells.len(), columns);
+                    prop_assert_eq!(&cells[k].1, &row[k]);
+                    prop_assert_eq!(cells[k].0, expected_start, "column {} of {:?}", k, line);
+                }
+                let widest = rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0);
+                expected_start += (widest + 1).div_ceil(8) * 8;
+            }
+        }
+    }
+}

@@ -429,3 +429,76 @@ fn listen_addresses() {
     );
     assert!(config("listen=").listen.is_empty());
 }
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn command_line() {
+    let run = |p: Option<&str>| Invocation::Run {
+        config_file: p.map(PathBuf::from),
+    };
+    assert_eq!(parse_args("fltd", &args(&[])), Ok(run(None)));
+    // The functional tests run `fleetd -config /opt/fleet/fleet.conf`.
+    assert_eq!(
+        parse_args("fltd", &args(&["-config", "/opt/flt/flt.conf"])),
+        Ok(run(Some("/opt/flt/flt.conf")))
+    );
+    assert_eq!(
+        parse_args("fltd", &args(&["--config=/a.conf"])),
+        Ok(run(Some("/a.conf")))
+    );
+    for v in [
+        &["-version"][..],
+        &["--version"],
+        &["version"],
+        &["-version=true"],
+    ] {
+        assert_eq!(
+            parse_args("fltd", &args(v)),
+            Ok(Invocation::Version),
+            "{v:?}"
+        );
+    }
+    assert_eq!(
+        parse_args("fltd", &args(&["-version=false"])),
+        Ok(run(None))
+    );
+    assert_eq!(parse_args("fltd", &args(&["-h"])), Ok(Invocation::Help));
+    assert_eq!(parse_args("fltd", &args(&["--help"])), Ok(Invocation::Help));
+}
+
+#[test]
+fn command_line_errors() {
+    let e = parse_args("/usr/bin/fltd", &args(&["start"])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/usr/bin/fltd takes no arguments. Did you mean to invoke fltctl instead?"
+    );
+    assert_eq!(e.exit_code(), 1);
+    // Flags stop at the first positional argument; `version` must be alone.
+    assert!(matches!(
+        parse_args("fltd", &args(&["version", "-config", "x"])),
+        Err(ArgsError::Positional { .. })
+    ));
+    assert!(matches!(
+        parse_args("fltd", &args(&["--", "-config"])),
+        Err(ArgsError::Positional { .. })
+    ));
+    let e = parse_args("fltd", &args(&["-verbosity=2"])).unwrap_err();
+    assert_eq!(e.to_string(), "flag provided but not defined: -verbosity");
+    assert_eq!(e.exit_code(), 2);
+    assert_eq!(
+        parse_args("fltd", &args(&["-config"]))
+            .unwrap_err()
+            .to_string(),
+        "flag needs an argument: -config"
+    );
+    assert_eq!(
+        parse_args("fltd", &args(&["-version=yes"]))
+            .unwrap_err()
+            .to_string(),
+        "invalid boolean value \"yes\" for -version: parse error"
+    );
+}
