@@ -324,8 +324,9 @@ pub fn list_machines(
     })
 }
 
-/// Go's `%q` for the strings fleetctl quoted: `"` and `\` escaped, control characters as Go
-/// writes them.
+/// Go's `%q` for the strings fleetctl quoted: `"` and `\\` escaped, and what Go does not
+/// consider printable (controls, spaces other than U+0020, common format characters) escaped as
+/// Go writes it.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -343,12 +344,21 @@ pub fn go_quote(s: &str) -> String {
             c if u32::from(c) < 0x20 || c == '\u{7f}' => {
                 out.push_str(&format!("\\x{:02x}", u32::from(c)));
             }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
+            c if c == ' ' || go_is_print(c) => out.push(c),
+            c if u32::from(c) < 0x10000 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
         }
     }
     out.push('"');
     out
+}
+
+/// An approximation of Go's `unicode.IsPrint` for the characters likely in a field name.
+fn go_is_print(c: char) -> bool {
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{e000}'..='\u{f8ff}'))
 }
 
 #[cfg(test)]

@@ -405,10 +405,15 @@ fn parse_go_bool(value: &str) -> Result<bool, String> {
     }
 }
 
-/// Go's `strconv.ParseInt(s, 0, 64)` as Go's flag package used it: an optional sign, then
-/// decimal, `0x` hex, `0o`/`0` octal or `0b` binary.
+/// Go's `strconv.ParseInt(s, 0, 64)` as Go's flag package uses it: an optional sign, then
+/// decimal, `0x` hex, `0o`/`0` octal or `0b` binary, with `_` allowed between digits.
 fn parse_go_int(value: &str) -> Result<i64, String> {
     let bad = || "expected an integer".to_string();
+    if !go_underscores_ok(value) {
+        return Err(bad());
+    }
+    let value = value.replace('_', "");
+    let value = value.as_str();
     let (negative, digits) = match value.as_bytes().first() {
         Some(b'-') => (true, &value[1..]),
         Some(b'+') => (false, &value[1..]),
@@ -427,6 +432,42 @@ fn parse_go_int(value: &str) -> Result<i64, String> {
     let magnitude = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
     let signed = if negative { -magnitude } else { magnitude };
     i64::try_from(signed).map_err(|_| "integer out of range".to_string())
+}
+
+/// Go's rule for `_` in a base-0 integer: only between digits, or between a base prefix and a
+/// digit.
+fn go_underscores_ok(text: &str) -> bool {
+    #[derive(PartialEq)]
+    enum Saw {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let s = text.strip_prefix(['+', '-']).unwrap_or(text).as_bytes();
+    let mut saw = Saw::Start;
+    let mut i = 0;
+    let mut hex = false;
+    if s.len() >= 2 && s[0] == b'0' && matches!(s[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
+        i = 2;
+        saw = Saw::Digit;
+        hex = s[1].eq_ignore_ascii_case(&b'x');
+    }
+    for &b in &s[i..] {
+        if b.is_ascii_digit() || (hex && b.is_ascii_hexdigit()) {
+            saw = Saw::Digit;
+        } else if b == b'_' {
+            if saw != Saw::Digit {
+                return false;
+            }
+            saw = Saw::Underscore;
+        } else if saw == Saw::Underscore {
+            return false;
+        } else {
+            saw = Saw::Other;
+        }
+    }
+    saw != Saw::Underscore
 }
 
 /// A positive, finite number of seconds (Go float syntax), e.g. `1.5`.
@@ -519,7 +560,8 @@ fn parse_listen(value: &str) -> Result<Vec<ListenAddr>, String> {
 /// a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), e.g. `1m30s`, `500ms`, `1.5h`. A sign
 /// is accepted, but a negative duration is refused because a TTL cannot be negative.
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration {text:?}");
+    let quoted = go_time_quote(text);
+    let invalid = || format!("time: invalid duration {quoted}");
     let (negative, mut s) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -551,7 +593,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| c == '.' || c.is_ascii_digit())
             .unwrap_or(s.len());
         if unit_len == 0 {
-            return Err(format!("time: missing unit in duration {text:?}"));
+            return Err(format!("time: missing unit in duration {quoted}"));
         }
         let unit = &s[..unit_len];
         s = &s[unit_len..];
@@ -562,9 +604,14 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(format!("time: unknown unit {unit:?} in duration {text:?}")),
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {quoted}",
+                    go_time_quote(unit)
+                ));
+            }
         };
-        let overflow = || format!("time: invalid duration {text:?}");
+        let overflow = invalid;
         let whole: u128 = if int_part.is_empty() {
             0
         } else {
@@ -707,6 +754,28 @@ pub fn parse_args(argv0: &str, args: &[String]) -> Result<Invocation, ArgsError>
         });
     }
     Ok(Invocation::Run { config_file })
+}
+
+/// The quoting of Go's `time` errors: `"` and `\\` escaped, every byte of a control or
+/// non-ASCII character as `\\xNN`.
+fn go_time_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c.is_ascii() && u32::from(c) >= 0x20 {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{byte:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

@@ -336,4 +336,9 @@ fn go_quote_matches_go_for_common_input() {
     assert_eq!(go_quote("tab\there"), r#""tab\there""#);
     assert_eq!(go_quote("\u{7f}é"), "\"\\x7fé\"");
     assert_eq!(go_quote("\u{85}"), "\"\\u0085\"");
+    assert_eq!(
+        go_quote("\u{a0}\u{200b}\u{feff}"),
+        r#""\u00a0\u200b\ufeff""#
+    );
+    assert_eq!(go_quote("😀"), "\"😀\"");
 }

@@ -353,6 +353,14 @@ fn integers_follow_go_flag_syntax() {
     for bad in ["", "-", "0x", "1.0", "--1", "+-1", "08", "1e3", " 1"] {
         assert!(parse_go_int(bad).is_err(), "{bad:?}");
     }
+    // Underscores between digits, as Go ≥ 1.13 allows (cases checked against Go 1.19).
+    assert_eq!(parse_go_int("1_000"), Ok(1000));
+    assert_eq!(parse_go_int("0x_b"), Ok(11));
+    assert_eq!(parse_go_int("0_1"), Ok(1));
+    assert_eq!(parse_go_int("+83_00"), Ok(8300));
+    for bad in ["_1", "1_", "1__0", "0x_", "-_1"] {
+        assert!(parse_go_int(bad).is_err(), "{bad:?}");
+    }
     assert!(parse_go_int("9223372036854775808").is_err());
     assert_eq!(parse_go_int("-9223372036854775808"), Ok(i64::MIN));
 }
