@@ -191,6 +191,17 @@ mod tests {
     }
 
     #[test]
+    fn functional_test_wire_shape() {
+        // The functional tests' struct has an untagged `Value ValueType` field, so Go sends the
+        // key as "Value" around an object with "value".
+        let body = r#"[{"op":"add","path":"/m0/metadata/foo","Value":{"value":"bar"}}]"#;
+        assert_eq!(
+            decode_patch(body.as_bytes()).unwrap(),
+            vec![write("m0", "foo", "bar")]
+        );
+    }
+
+    #[test]
     fn keys_are_case_insensitive_in_both_value_shapes() {
         let body = r#"[{"OP":"add","Path":"/m/metadata/k","Value":{"Value":"v"}},
                        {"op":"add","path":"/m/metadata/k2","VALUE":"w"}]"#;

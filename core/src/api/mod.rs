@@ -9,6 +9,7 @@
 //! - [`entities`]: the JSON entities (`Unit`, `UnitState`, `Machine`, pages, the error entity).
 //! - [`pagination`]: page tokens (`nextPageToken`) and slicing a sorted list into pages.
 //! - [`query`]: URL query strings decoded as Go did (`nextPageToken`, `machineID`, `unitName`).
+//! - [`routes`]: which handler a method and path reach, and fleet's 404/405 answers otherwise.
 //! - [`machines_patch`]: decoding and validating `PATCH /machines` (metadata edits).
 //! - [`units_put`]: the `PUT /units/<name>` decision tree.
 
@@ -18,6 +19,7 @@ mod go_json;
 pub mod machines_patch;
 pub mod pagination;
 pub mod query;
+pub mod routes;
 pub mod units_put;
 
 pub use entities::{
