@@ -2,7 +2,8 @@
 //!
 //! Keys are exactly fleet's; an empty field is omitted (Go's `omitempty`), so an empty page
 //! serializes as `{}` and an option with an empty value has no `value` key. Fields are declared in
-//! the order Go emitted them (alphabetical), so the bytes match fleet's too.
+//! the order Go emitted them (alphabetical), and [`to_go_json`] escapes strings as Go did, so a
+//! response body is byte-for-byte what fleet sent.
 //!
 //! Deserializing accepts what our own server sends (missing keys are empty). Request bodies, which
 //! come from arbitrary clients, are decoded Go-style by [`super::units_put`] and
@@ -10,7 +11,9 @@
 
 use crate::unit::{self, UnitFile};
 use serde::{Deserialize, Serialize};
+use serde_json::ser::{CharEscape, Formatter};
 use std::collections::BTreeMap;
+use std::io;
 
 /// One option of a unit file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +217,73 @@ impl ErrorEntity {
     /// The response body.
     pub fn to_json(&self) -> String {
         // Serializing a struct of a number and a string cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        to_go_json(self).unwrap_or_default()
+    }
+}
+
+/// Compact JSON with Go's `encoding/json` string escapes: `<`, `>`, `&`, U+2028 and U+2029 as
+/// `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`, and backspace and form feed as `\u0008`
+/// and `\u000c`. This is how every API response body is written.
+pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    value.serialize(&mut serializer)?;
+    // The serializer only writes UTF-8.
+    Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+struct GoFormatter;
+
+impl Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escape.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: CharEscape,
+    ) -> io::Result<()> {
+        let short = |c: u8| [b'\\', c];
+        match char_escape {
+            CharEscape::Quote => writer.write_all(&short(b'"')),
+            CharEscape::ReverseSolidus => writer.write_all(&short(b'\\')),
+            CharEscape::Solidus => writer.write_all(&short(b'/')),
+            CharEscape::LineFeed => writer.write_all(&short(b'n')),
+            CharEscape::CarriageReturn => writer.write_all(&short(b'r')),
+            CharEscape::Tab => writer.write_all(&short(b't')),
+            CharEscape::Backspace => writer.write_all(b"\\u0008"),
+            CharEscape::FormFeed => writer.write_all(b"\\u000c"),
+            CharEscape::AsciiControl(byte) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                writer.write_all(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ])
+            }
+        }
     }
 }
 
@@ -225,6 +294,25 @@ mod tests {
 
     fn to_json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap()
+    }
+
+    #[test]
+    fn go_string_escapes() {
+        // Expected bytes from Go 1.19's json.Marshal of the same option.
+        let option = UnitOption {
+            name: "ExecStart".into(),
+            section: "Service".into(),
+            value:
+                "/bin/sh -c \"a && b > /dev/null <x\"\u{8}\u{c}\n\t\u{1}\u{7f}\u{2028}\u{2029}é\\"
+                    .into(),
+        };
+        let expected = concat!(
+            r#"{"name":"ExecStart","section":"Service","value":"/bin/sh -c \"a \u0026\u0026 b "#,
+            r#"\u003e /dev/null \u003cx\"\u0008\u000c\n\t\u0001"#,
+            "\u{7f}",
+            r#"\u2028\u2029é\\"}"#
+        );
+        assert_eq!(to_go_json(&option).unwrap(), expected);
     }
 
     #[test]

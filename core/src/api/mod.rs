@@ -6,7 +6,8 @@
 //! `Display` that is the exact message fleet v1.0.0 sent, so the front end only has to wrap it in
 //! an [`entities::ErrorEntity`].
 //!
-//! - [`entities`]: the JSON entities (`Unit`, `UnitState`, `Machine`, pages, the error entity).
+//! - [`entities`]: the JSON entities (`Unit`, `UnitState`, `Machine`, pages, the error entity)
+//!   and [`to_go_json`], which writes a response body byte-for-byte as fleet's Go server did.
 //! - [`pagination`]: page tokens (`nextPageToken`) and slicing a sorted list into pages.
 //! - [`query`]: URL query strings decoded as Go did (`nextPageToken`, `machineID`, `unitName`).
 //! - [`routes`]: which handler a method and path reach, and fleet's 404/405 answers otherwise.
@@ -24,5 +25,5 @@ pub mod units_put;
 
 pub use entities::{
     ErrorBody, ErrorEntity, Machine, MachinePage, Unit, UnitOption, UnitPage, UnitState,
-    UnitStatePage,
+    UnitStatePage, to_go_json,
 };
