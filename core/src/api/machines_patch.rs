@@ -7,8 +7,7 @@
 //! decoded them. The value may be a string (the documented shape) or `{"value": "<string>"}`
 //! (what fleet v1.0.0 actually required); both are accepted.
 
-use super::go_json::{self, DecodeError};
-use serde_json::Value;
+use super::go_json::{self, DecodeError, GoValue};
 use std::fmt;
 
 /// One metadata write resulting from a PATCH.
@@ -77,8 +76,8 @@ const GO_OP_TYPE: &str = "Go value of type api.machineMetadataOp";
 fn decode_ops(body: &[u8]) -> Result<Vec<RawOp>, DecodeError> {
     let ops = match go_json::first_value(body)? {
         // Go decodes `null` into an empty list.
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(ops) => ops,
+        GoValue::Null => return Ok(Vec::new()),
+        GoValue::Array(ops) => ops,
         other => {
             return Err(go_json::type_error(
                 &other,
@@ -89,28 +88,25 @@ fn decode_ops(body: &[u8]) -> Result<Vec<RawOp>, DecodeError> {
     ops.iter().map(decode_op).collect()
 }
 
-fn decode_op(value: &Value) -> Result<RawOp, DecodeError> {
-    let object = match value {
-        Value::Null => return Ok(RawOp::default()),
-        Value::Object(object) => object,
+fn decode_op(value: &GoValue) -> Result<RawOp, DecodeError> {
+    let members = match value {
+        GoValue::Null => return Ok(RawOp::default()),
+        GoValue::Object(members) => members,
         other => return Err(go_json::type_error(other, GO_OP_TYPE)),
     };
-    let op = go_json::string_member(object, "op", "machineMetadataOp")?;
-    let path = go_json::string_member(object, "path", "machineMetadataOp")?;
-    let value = match go_json::member(object, "value") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(inner)) => {
-            go_json::string_member(inner, "value", "machineMetadataOp.value")?
-        }
-        Some(other) => {
-            return Err(go_json::type_error(
-                other,
-                "Go struct field machineMetadataOp.value of type string",
-            ));
-        }
-    };
-    Ok(RawOp { op, path, value })
+    let mut op = RawOp::default();
+    go_json::for_each_field(members, &["op", "path", "value"], |field, v| match field {
+        0 => go_json::assign_string(&mut op.op, v, "machineMetadataOp.op"),
+        1 => go_json::assign_string(&mut op.path, v, "machineMetadataOp.path"),
+        _ => match v {
+            // The nested shape `{"value": "<string>"}`, decoded into the same value in place.
+            GoValue::Object(inner) => go_json::for_each_field(inner, &["value"], |_, inner_v| {
+                go_json::assign_string(&mut op.value, inner_v, "machineMetadataOp.value.value")
+            }),
+            other => go_json::assign_string(&mut op.value, other, "machineMetadataOp.value"),
+        },
+    })?;
+    Ok(op)
 }
 
 /// Splits `/<machineID>/metadata/<key>`, i.e. fleet's `^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`.

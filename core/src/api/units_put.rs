@@ -12,10 +12,9 @@
 //! validation.
 
 use super::entities::{Unit, UnitOption, unit_file_from_options};
-use super::go_json::{self, DecodeError};
+use super::go_json::{self, DecodeError, GoValue};
 use crate::registry::records::TargetState;
 use crate::unit::{UnitFile, UnitHash, UnitNameInfo, validate_name, validate_options};
-use serde_json::Value;
 use std::fmt;
 
 /// The largest request body the API reads; a larger one is answered 413 without decoding.
@@ -172,42 +171,67 @@ pub fn decode_unit(body: &[u8]) -> Result<Unit, PutError> {
 }
 
 fn decode_unit_value(body: &[u8]) -> Result<Unit, DecodeError> {
-    let object = match go_json::first_value(body)? {
-        Value::Null => return Ok(Unit::default()),
-        Value::Object(object) => object,
+    let members = match go_json::first_value(body)? {
+        GoValue::Null => return Ok(Unit::default()),
+        GoValue::Object(members) => members,
         other => return Err(go_json::type_error(&other, "Go value of type schema.Unit")),
     };
-    let options = match go_json::member(&object, "options") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(decode_option)
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => {
-            return Err(go_json::type_error(
-                other,
-                "Go struct field Unit.options of type []*schema.UnitOption",
-            ));
+    let mut unit = Unit::default();
+    // A null option is refused only once the whole body decoded, so that a type error anywhere
+    // wins as in Go; a later `options` member may also replace it.
+    let mut options: Vec<Option<UnitOption>> = Vec::new();
+    let fields = [
+        "currentState",
+        "desiredState",
+        "machineID",
+        "name",
+        "options",
+    ];
+    go_json::for_each_field(&members, &fields, |field, value| match field {
+        0 => go_json::assign_string(&mut unit.current_state, value, "Unit.currentState"),
+        1 => go_json::assign_string(&mut unit.desired_state, value, "Unit.desiredState"),
+        2 => go_json::assign_string(&mut unit.machine_id, value, "Unit.machineID"),
+        3 => go_json::assign_string(&mut unit.name, value, "Unit.name"),
+        _ => {
+            options = decode_options(value)?;
+            Ok(())
         }
-    };
-    Ok(Unit {
-        current_state: go_json::string_member(&object, "currentState", "Unit")?,
-        desired_state: go_json::string_member(&object, "desiredState", "Unit")?,
-        machine_id: go_json::string_member(&object, "machineID", "Unit")?,
-        name: go_json::string_member(&object, "name", "Unit")?,
-        options,
-    })
+    })?;
+    unit.options = options
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        // fleet crashed on a null option; refuse it instead.
+        .ok_or_else(|| DecodeError("json: null in unit options".to_string()))?;
+    Ok(unit)
 }
 
-fn decode_option(value: &Value) -> Result<UnitOption, DecodeError> {
+fn decode_options(value: &GoValue) -> Result<Vec<Option<UnitOption>>, DecodeError> {
     match value {
-        Value::Object(object) => Ok(UnitOption {
-            name: go_json::string_member(object, "name", "UnitOption")?,
-            section: go_json::string_member(object, "section", "UnitOption")?,
-            value: go_json::string_member(object, "value", "UnitOption")?,
-        }),
-        // fleet crashed on a null option; refuse it instead.
-        Value::Null => Err(DecodeError("json: null in unit options".to_string())),
+        // Go sets a slice to nil on null.
+        GoValue::Null => Ok(Vec::new()),
+        GoValue::Array(items) => items.iter().map(decode_option).collect(),
+        other => Err(go_json::type_error(
+            other,
+            "Go struct field Unit.options of type []*schema.UnitOption",
+        )),
+    }
+}
+
+fn decode_option(value: &GoValue) -> Result<Option<UnitOption>, DecodeError> {
+    match value {
+        GoValue::Object(members) => {
+            let mut option = UnitOption::default();
+            go_json::for_each_field(members, &["name", "section", "value"], |field, v| {
+                let (target, go_field) = match field {
+                    0 => (&mut option.name, "UnitOption.name"),
+                    1 => (&mut option.section, "UnitOption.section"),
+                    _ => (&mut option.value, "UnitOption.value"),
+                };
+                go_json::assign_string(target, v, go_field)
+            })?;
+            Ok(Some(option))
+        }
+        GoValue::Null => Ok(None),
         other => Err(go_json::type_error(
             other,
             "Go value of type schema.UnitOption",

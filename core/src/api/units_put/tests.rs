@@ -97,10 +97,34 @@ fn body_decode_errors_are_400() {
         err("a.service", r#"{"options":[null]}"#, None).1,
         "unable to decode body: json: null in unit options"
     );
+    // A type error anywhere wins over a null option, as Go's decoder reported it first.
+    assert_eq!(
+        err("a.service", r#"{"options":[null],"name":5}"#, None).1,
+        "unable to decode body: json: cannot unmarshal number into Go struct field Unit.name of type string"
+    );
+    // A later `options` member replaces an earlier one, nulls included.
+    let body = format!(r#"{{"options":[null],"Options":{}}}"#, sleep_options_json());
+    assert!(put("a.service", &body, None).is_ok());
     assert_eq!(
         err("a.service", r#"{"options":[{"value":false}]}"#, None).1,
         "unable to decode body: json: cannot unmarshal bool into Go struct field UnitOption.value of type string"
     );
+}
+
+#[test]
+fn repeated_members_apply_in_order() {
+    // The last member naming a field wins; null leaves a string as it was (checked against Go).
+    let unit =
+        decode_unit(br#"{"desiredstate":"loaded","DesiredState":null,"name":"a","Name":"b"}"#)
+            .unwrap();
+    assert_eq!(unit.desired_state, "loaded");
+    assert_eq!(unit.name, "b");
+    // An exact key and a case-folded one name the same field.
+    let unit = decode_unit(br#"{"name":"x","NAME":"y"}"#).unwrap();
+    assert_eq!(unit.name, "y");
+    // `options: null` clears earlier options.
+    let unit = decode_unit(br#"{"options":[{"name":"N"}],"options":null}"#).unwrap();
+    assert!(unit.options.is_empty());
 }
 
 #[test]
