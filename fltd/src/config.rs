@@ -756,6 +756,60 @@ pub fn parse_args(argv0: &str, args: &[String]) -> Result<Invocation, ArgsError>
     Ok(Invocation::Run { config_file })
 }
 
+/// The config file could not be used (fltd exits 1).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// `-config` named a file that cannot be read.
+    Unusable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `-config` named a directory.
+    Directory(PathBuf),
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigFileError::Unusable { path, error } => {
+                write!(f, "Unable to use config file {}: {error}", path.display())
+            }
+            ConfigFileError::Directory(path) => write!(
+                f,
+                "Provided config {} is a directory, not a file",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+/// Reads the config file: the one given with `-config`, else `default` if it exists; either
+/// must then be a readable file. `Ok(None)`: there is no file, and fltd proceeds with defaults
+/// and the environment (fleet logged `No provided or default config file found - proceeding
+/// without`).
+pub fn read_config_file(
+    explicit: Option<&std::path::Path>,
+    default: &std::path::Path,
+) -> Result<Option<(PathBuf, String)>, ConfigFileError> {
+    let path = match explicit {
+        Some(path) => path,
+        None if std::fs::metadata(default).is_ok() => default,
+        None => return Ok(None),
+    };
+    let unusable = |error| ConfigFileError::Unusable {
+        path: path.to_path_buf(),
+        error,
+    };
+    if std::fs::metadata(path).map_err(unusable)?.is_dir() {
+        return Err(ConfigFileError::Directory(path.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(path).map_err(unusable)?;
+    Ok(Some((path.to_path_buf(), text)))
+}
+
 /// The quoting of Go's `time` errors: `"` and `\\` escaped, every byte of a control or
 /// non-ASCII character as `\\xNN`.
 fn go_time_quote(text: &str) -> String {

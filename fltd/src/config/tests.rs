@@ -510,3 +510,64 @@ fn command_line_errors() {
         "invalid boolean value \"yes\" for -version: parse error"
     );
 }
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("fltd-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn config_file_resolution() {
+    let tmp = TempDir::new("files");
+    let file = tmp.0.join("flt.conf");
+    std::fs::write(&file, "verbosity=3\n").unwrap();
+    let missing = tmp.0.join("missing.conf");
+
+    // An explicit file is read; an explicit missing file or a directory is an error.
+    assert_eq!(
+        read_config_file(Some(&file), &missing).unwrap(),
+        Some((file.clone(), "verbosity=3\n".to_string()))
+    );
+    let e = read_config_file(Some(&missing), &file).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "Unable to use config file {}: ",
+            missing.display()
+        )),
+        "{e}"
+    );
+    let e = read_config_file(Some(&tmp.0), &file).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Provided config {} is a directory, not a file",
+            tmp.0.display()
+        )
+    );
+    // Without -config the default is used if it exists, and its absence is no error.
+    assert_eq!(
+        read_config_file(None, &file).unwrap(),
+        Some((file.clone(), "verbosity=3\n".to_string()))
+    );
+    assert_eq!(read_config_file(None, &missing).unwrap(), None);
+    // A default that exists but is a directory is as unusable as an explicit one.
+    assert!(matches!(
+        read_config_file(None, &tmp.0),
+        Err(ConfigFileError::Directory(_))
+    ));
+    // End to end: the file's text feeds Config::load.
+    let (_, text) = read_config_file(Some(&file), &missing).unwrap().unwrap();
+    assert_eq!(config(&text).verbosity, 3);
+}
