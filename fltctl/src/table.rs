@@ -209,8 +209,8 @@ pub fn list_unit_files(
 ) -> String {
     let mut sorted: Vec<&Unit> = units.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    columns.render(sorted, style.no_legend, |field, unit| {
-        let global = is_global(unit);
+    let rows = sorted.into_iter().map(|unit| (unit, is_global(unit)));
+    columns.render(rows, style.no_legend, |field, &(unit, global)| {
         match field {
             UnitFileField::Unit => unit.name.clone(),
             UnitFileField::Hash => {
