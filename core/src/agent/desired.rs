@@ -265,7 +265,12 @@ impl Source {
     /// Whether removing `key` removes the whole source directory (or the metadata directory).
     fn is_dir_or_parent(&self, key: &str) -> bool {
         let key = key.trim_end_matches('/');
-        self.dir.starts_with(key)
+        let is_ancestor = self.dir == key
+            || self
+                .dir
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('/'));
+        is_ancestor
             || (self.kind == SourceKind::Machine
                 && key == self.keyspace.machine_metadata_dir(&self.machine_id))
     }
@@ -276,6 +281,7 @@ impl Source {
 pub(crate) struct UnitFiles {
     files: BTreeMap<UnitHash, ParsedUnit>,
     fetching: BTreeMap<OpId, UnitHash>,
+    fetching_hashes: BTreeSet<UnitHash>,
     /// Fetches that failed: retried at the instant given, or (`None`: the file does not exist or
     /// does not parse) at the next full resync.
     failed: BTreeMap<UnitHash, Option<Instant>>,
@@ -315,8 +321,7 @@ impl UnitFiles {
                 Some(None) => true,
                 None => false,
             };
-            if self.files.contains_key(hash) || waiting || self.fetching.values().any(|h| h == hash)
-            {
+            if self.files.contains_key(hash) || waiting || self.fetching_hashes.contains(hash) {
                 continue;
             }
             self.failed.remove(hash);
@@ -326,6 +331,7 @@ impl UnitFiles {
             };
             let id = io.registry(Owner::UnitFile, request, now);
             self.fetching.insert(id, *hash);
+            self.fetching_hashes.insert(*hash);
         }
     }
 
@@ -347,6 +353,7 @@ impl UnitFiles {
         let Some(hash) = self.fetching.remove(&id) else {
             return false;
         };
+        self.fetching_hashes.remove(&hash);
         let outcome = match result {
             Ok(Reply::Got { node, .. }) => parse_unit_record(&node, &hash).map_err(|e| (e, true)),
             Ok(other) => Err((format!("unexpected reply {other:?}"), false)),

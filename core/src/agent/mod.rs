@@ -348,8 +348,13 @@ pub struct Agent {
     inventory_known: bool,
     desired_known: bool,
     sources_started: bool,
+    /// The sources changed: decode them again.
     schedule_dirty: bool,
-    publish_dirty: bool,
+    /// The schedule or the unit files changed: compute the desired state again.
+    desired_dirty: bool,
+    /// Compare and publish every unit state / these units' states.
+    publish_all: bool,
+    publish_names: BTreeSet<String>,
     reconcile_now: bool,
     batch: Option<Batch>,
     reconcile_at: Option<Instant>,
@@ -395,7 +400,9 @@ impl Agent {
             desired_known: false,
             sources_started: false,
             schedule_dirty: false,
-            publish_dirty: false,
+            desired_dirty: false,
+            publish_all: false,
+            publish_names: BTreeSet::new(),
             reconcile_now: false,
             batch: None,
             reconcile_at: None,
@@ -508,10 +515,12 @@ impl Agent {
             source.handle_timeout(now, &mut self.io);
         }
         if self.files.next_retry().is_some_and(|at| at <= now) {
-            self.schedule_dirty = true;
+            let hashes = self.schedule.hashes();
+            let ks = &self.config.keyspace;
+            self.files.fetch_missing(&hashes, ks, now, &mut self.io);
         }
         if self.publisher.handle_timeout(now, &mut self.io) {
-            self.publish_dirty = true;
+            self.publish_all = true;
         }
         if self.resync_at.is_some_and(|at| at <= now) {
             self.resync(now);
@@ -565,7 +574,10 @@ impl Agent {
                     .publisher
                     .handle_response(id, result, now, &mut self.io)
                 {
-                    PublisherChange::Sync => self.publish_dirty = true,
+                    PublisherChange::SyncAll => self.publish_all = true,
+                    PublisherChange::SyncOne(name) => {
+                        self.publish_names.insert(name);
+                    }
                     PublisherChange::RefreshFailed => self.heartbeat_soon(now),
                     PublisherChange::None => {}
                 }
@@ -578,7 +590,7 @@ impl Agent {
             }
             Owner::UnitFile => {
                 self.files.handle_response(id, result, now, &mut self.io);
-                self.schedule_dirty = true;
+                self.desired_dirty = true;
             }
             Owner::Task | Owner::ListUnits => {}
         }
@@ -626,8 +638,8 @@ impl Agent {
 
     fn observe(&mut self, unit: UnitObserved) {
         if self.observed.get(&unit.name) != Some(&unit) {
+            self.publish_names.insert(unit.name.clone());
             self.observed.insert(unit.name.clone(), unit);
-            self.publish_dirty = true;
         }
     }
 
@@ -653,7 +665,7 @@ impl Agent {
         }
         self.inventory_known = true;
         self.reconcile_now = true;
-        self.publish_dirty = true;
+        self.publish_all = true;
     }
 
     fn on_registered(&mut self, now: Instant) {
@@ -713,8 +725,13 @@ impl Agent {
             }
             self.reported_bad.retain(|n| self.schedule.bad.contains(n));
             let hashes = self.schedule.hashes();
-            let ks = self.config.keyspace.clone();
-            self.files.fetch_missing(&hashes, &ks, now, &mut self.io);
+            let ks = &self.config.keyspace;
+            self.files.fetch_missing(&hashes, ks, now, &mut self.io);
+            self.desired_dirty = true;
+        }
+        // While unit files are on their way the desired state would be partial: wait for them.
+        if self.desired_dirty && sources_complete && !self.files.busy() {
+            self.desired_dirty = false;
             let desired = self.schedule.desired(&self.config.machine_id, &self.files);
             if desired != self.desired {
                 self.desired = desired;
@@ -731,38 +748,51 @@ impl Agent {
         let ready = self.presence.registered_once()
             && self.inventory_known
             && self.desired_known
-            && !self.files.busy()
+            && !self.desired_dirty
             && self.batch.is_none();
         if ready && self.reconcile_now {
             self.reconcile(now);
         }
-        if self.publish_dirty && self.presence.registered_once() {
-            self.publish_dirty = false;
-            let wanted = self.wanted_states();
-            self.publisher.sync(&wanted, now, &mut self.io);
+        if self.presence.registered_once() {
+            if self.publish_all {
+                self.publish_all = false;
+                self.publish_names.clear();
+                let wanted = self.wanted_states();
+                self.publisher.sync(&wanted, now, &mut self.io);
+            }
+            for name in std::mem::take(&mut self.publish_names) {
+                let wanted = self.wanted_state(&name);
+                self.publisher
+                    .sync_one(&name, wanted.as_ref(), now, &mut self.io);
+            }
         }
     }
 
     fn wanted_states(&self) -> BTreeMap<String, UnitStateRecord> {
         self.current
-            .iter()
-            .filter(|(_, unit)| unit.state != TargetState::Inactive)
-            .filter_map(|(name, unit)| {
-                let hash = unit.hash?;
-                let observed = self.observed.get(name)?;
-                let record = UnitStateRecord {
-                    load_state: observed.load.clone(),
-                    active_state: observed.active.clone(),
-                    sub_state: observed.sub.clone(),
-                    machine_state: MachineRef {
-                        id: self.config.machine_id.clone(),
-                        ..MachineRef::default()
-                    },
-                    unit_hash: hash.to_hex(),
-                };
-                Some((name.clone(), record))
-            })
+            .keys()
+            .filter_map(|name| Some((name.clone(), self.wanted_state(name)?)))
             .collect()
+    }
+
+    /// The state to publish for `name`: systemd's view of a unit the agent loaded.
+    fn wanted_state(&self, name: &str) -> Option<UnitStateRecord> {
+        let unit = self.current.get(name)?;
+        if unit.state == TargetState::Inactive {
+            return None;
+        }
+        let hash = unit.hash?;
+        let observed = self.observed.get(name)?;
+        Some(UnitStateRecord {
+            load_state: observed.load.clone(),
+            active_state: observed.active.clone(),
+            sub_state: observed.sub.clone(),
+            machine_state: MachineRef {
+                id: self.config.machine_id.clone(),
+                ..MachineRef::default()
+            },
+            unit_hash: hash.to_hex(),
+        })
     }
 
     fn reconcile(&mut self, now: Instant) {
@@ -888,7 +918,7 @@ impl Agent {
                     TaskKind::StopUnit => self.set_state(name, TargetState::Loaded),
                     TaskKind::ReloadUnitFiles => {}
                 }
-                self.publish_dirty = true;
+                self.publish_names.insert(name.clone());
                 self.io.event(Event::TaskDone { task });
             }
             Err(failure) => {

@@ -49,11 +49,13 @@ pub(crate) struct Publisher {
 }
 
 /// What a publisher response means for the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PublisherChange {
     None,
-    /// States must be compared and written again.
-    Sync,
+    /// Every state must be compared and written again.
+    SyncAll,
+    /// This unit's state must be compared and written again.
+    SyncOne(String),
     /// The directory refresh failed (the heartbeat should retry soon).
     RefreshFailed,
 }
@@ -154,36 +156,53 @@ impl Publisher {
         if self.dir != Dir::Ready {
             return;
         }
-        let mut work: Vec<(String, Option<UnitStateRecord>)> = Vec::new();
+        let gone: Vec<String> = self
+            .published
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
         for (name, record) in wanted {
-            if !self.writing.contains(name) && self.published.get(name) != Some(record) {
-                work.push((name.clone(), Some(record.clone())));
-            }
+            self.sync_one(name, Some(record), now, io);
         }
-        for name in self.published.keys() {
-            if !wanted.contains_key(name) && !self.writing.contains(name) {
-                work.push((name.clone(), None));
-            }
+        for name in gone {
+            self.sync_one(&name, None, now, io);
         }
-        for (name, record) in work {
-            let key = self.keyspace.unit_state(&self.machine_id, &name);
-            let request = match &record {
-                Some(record) => Request::Put {
-                    key,
-                    value: PutValue::Value(serde_json::to_string(record).unwrap_or_default()),
-                    ttl: None,
-                    precondition: Precondition::None,
-                },
-                None => Request::Delete {
-                    key,
-                    precondition: Precondition::None,
-                    recursive: false,
-                },
-            };
-            let id = io.registry(Owner::Publisher, request, now);
-            self.writing.insert(name.clone());
-            self.writes.insert(id, (name, record, self.generation));
+    }
+
+    /// Writes (or, with `None`, deletes) the state of one unit if it differs from what was
+    /// published and no write for it is in flight (its answer triggers another look).
+    pub fn sync_one(
+        &mut self,
+        name: &str,
+        wanted: Option<&UnitStateRecord>,
+        now: Instant,
+        io: &mut Io,
+    ) {
+        if self.dir != Dir::Ready
+            || self.writing.contains(name)
+            || self.published.get(name) == wanted
+        {
+            return;
         }
+        let key = self.keyspace.unit_state(&self.machine_id, name);
+        let request = match wanted {
+            Some(record) => Request::Put {
+                key,
+                value: PutValue::Value(serde_json::to_string(record).unwrap_or_default()),
+                ttl: None,
+                precondition: Precondition::None,
+            },
+            None => Request::Delete {
+                key,
+                precondition: Precondition::None,
+                recursive: false,
+            },
+        };
+        let id = io.registry(Owner::Publisher, request, now);
+        self.writing.insert(name.to_string());
+        self.writes
+            .insert(id, (name.to_string(), wanted.cloned(), self.generation));
     }
 
     pub fn handle_response(
@@ -221,7 +240,7 @@ impl Publisher {
                             active: record.active_state.clone(),
                             sub: record.sub_state.clone(),
                         });
-                        self.published.insert(name, record);
+                        self.published.insert(name.clone(), record);
                     }
                     None => {
                         io.event(Event::UnitStateRemoved { name: name.clone() });
@@ -229,7 +248,7 @@ impl Publisher {
                     }
                 }
             }
-            return PublisherChange::Sync;
+            return PublisherChange::SyncOne(name);
         }
         if self.refresh == Some(id) {
             self.refresh = None;
@@ -271,7 +290,7 @@ impl Publisher {
                     }
                     self.reset();
                     self.dir = Dir::Ready;
-                    PublisherChange::Sync
+                    PublisherChange::SyncAll
                 }
                 Err(Failure::PreconditionFailed) => {
                     self.read(now, io);
@@ -300,14 +319,14 @@ impl Publisher {
                                 .as_deref()
                                 .and_then(|v| serde_json::from_str(v).ok())
                                 .unwrap_or_default();
-                            self.published.insert(name, record);
+                            self.published.insert(name.clone(), record);
                         }
                     }
                     self.created_index = node.created_index;
                     self.dir = Dir::Ready;
                     // It may be a leftover whose TTL is about to run out, or one without a TTL.
                     self.refresh(now, io);
-                    PublisherChange::Sync
+                    PublisherChange::SyncAll
                 }
                 Err(Failure::NotFound) => {
                     self.create(now, io);
