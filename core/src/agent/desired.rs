@@ -100,6 +100,13 @@ impl Source {
         self.retry_at
     }
 
+    /// The registry answers again: re-read now rather than after the backoff.
+    pub fn retry_now(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|at| at > now) {
+            self.retry_at = Some(now);
+        }
+    }
+
     /// Reads the whole directory (unless a read is already in flight).
     pub fn read(&mut self, now: Instant, io: &mut Io) {
         if self.read.is_some() {

@@ -53,7 +53,7 @@ pub use task::{CurrentUnit, DesiredUnit, Task, TaskKind, TaskReason, plan};
 use crate::registry::records::{
     Capabilities, MachineRecord, MachineRef, TargetState, UnitStateRecord,
 };
-use crate::registry::{Failure, Keyspace, OpId, OpIdGen, Reply, Request, Response};
+use crate::registry::{Failure, Keyspace, OpId, OpIdGen, Precondition, Reply, Request, Response};
 use crate::rng::SplitMix64;
 use crate::time::Instant;
 use crate::unit::UnitHash;
@@ -187,6 +187,10 @@ pub enum Event {
     StatesDirectoryLost {
         key: String,
     },
+    /// Creating or reading the unit-state directory failed; retrying with backoff.
+    StatesDirectoryFailed {
+        error: String,
+    },
     SourceFailed {
         source: SourceKind,
         error: String,
@@ -235,6 +239,10 @@ pub enum Event {
     SystemdQueryFailed {
         error: String,
     },
+    /// Deleting the presence or the unit states at host shutdown failed (they expire anyway).
+    ShutdownDeleteFailed {
+        error: String,
+    },
 }
 
 /// Who is waiting for the answer to a request.
@@ -246,6 +254,7 @@ pub(crate) enum Owner {
     UnitFile,
     Task,
     ListUnits,
+    Shutdown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,6 +370,8 @@ pub struct Agent {
     heartbeat_at: Option<Instant>,
     resync_at: Option<Instant>,
     reported_bad: BTreeSet<String>,
+    /// After [`Agent::host_shutdown`]: the deletes still unanswered.
+    shutdown: Option<BTreeSet<OpId>>,
 }
 
 impl Agent {
@@ -409,6 +420,7 @@ impl Agent {
             heartbeat_at: None,
             resync_at: None,
             reported_bad: BTreeSet::new(),
+            shutdown: None,
             config,
         };
         agent.presence.handle_timeout(now, &mut agent.io);
@@ -446,6 +458,43 @@ impl Agent {
         self.batch.is_some()
     }
 
+    // ---- mutators ----
+
+    /// The host is shutting down (systemd's `SystemState` is `stopping`): delete this machine's
+    /// presence and unit states at once, so that the cluster reschedules now rather than after
+    /// `agent_ttl`; systemd stops the units itself. From here on the agent only waits for those
+    /// two answers ([`Agent::is_shut_down`]). (A plain stop of fltd does not call this: units keep
+    /// running and a restart adopts them.)
+    pub fn host_shutdown(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let ks = &self.config.keyspace;
+        let id = &self.config.machine_id;
+        let requests = [
+            Request::Delete {
+                key: ks.machine_object(id),
+                precondition: Precondition::None,
+                recursive: false,
+            },
+            Request::Delete {
+                key: ks.machine_states_dir(id),
+                precondition: Precondition::None,
+                recursive: true,
+            },
+        ];
+        let ids = requests
+            .into_iter()
+            .map(|request| self.io.registry(Owner::Shutdown, request, now))
+            .collect();
+        self.shutdown = Some(ids);
+    }
+
+    /// True once [`Agent::host_shutdown`]'s deletes have been answered (or have timed out).
+    pub fn is_shut_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(BTreeSet::is_empty)
+    }
+
     // ---- outputs ----
 
     pub fn poll_command(&mut self) -> Option<Command> {
@@ -457,6 +506,13 @@ impl Agent {
     }
 
     pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {
+        if let Some(waiting) = &self.shutdown {
+            return waiting
+                .iter()
+                .filter_map(|id| self.io.pending.get(id)?.deadline)
+                .min()
+                .map(|at| (at, Reason::RequestTimeout));
+        }
         let source_retry = self.sources.iter().filter_map(Source::retry_at).min();
         let request = self.io.pending.values().filter_map(|p| p.deadline).min();
         let reconcile = self.reconcile_at.filter(|_| self.inventory_known);
@@ -498,11 +554,17 @@ impl Agent {
             .collect();
         for (id, pending) in expired {
             self.io.pending.remove(&id);
+            if self.shutdown.is_some() && pending.owner != Owner::Shutdown {
+                continue;
+            }
             if pending.kind == PendingKind::Systemd {
                 self.route_systemd(pending.owner, id, Err(SystemdFailure::Timeout), now);
             } else {
                 self.route_registry(pending.owner, id, Err(Failure::Timeout), now);
             }
+        }
+        if self.shutdown.is_some() {
+            return;
         }
         self.presence.handle_timeout(now, &mut self.io);
         if self.heartbeat_at.is_some_and(|at| at <= now) {
@@ -541,6 +603,9 @@ impl Agent {
         if pending.kind == PendingKind::Systemd {
             return;
         }
+        if self.shutdown.is_some() && pending.owner != Owner::Shutdown {
+            return;
+        }
         let still_streaming = pending.kind == PendingKind::Watch && result.is_ok();
         if !still_streaming {
             self.io.pending.remove(&id);
@@ -552,6 +617,13 @@ impl Agent {
                 Reply::Event(event) => event.node.modified_index,
             };
             self.io.known_index = self.io.known_index.max(index);
+            if pending.kind != PendingKind::Watch {
+                // etcd answers again: work waiting out a backoff may go now.
+                for source in &mut self.sources {
+                    source.retry_now(now);
+                }
+                self.publisher.retry_now(now);
+            }
         }
         self.route_registry(pending.owner, id, result, now);
     }
@@ -592,6 +664,16 @@ impl Agent {
                 self.files.handle_response(id, result, now, &mut self.io);
                 self.desired_dirty = true;
             }
+            Owner::Shutdown => {
+                if let Err(failure) = &result {
+                    self.io.event(Event::ShutdownDeleteFailed {
+                        error: failure.to_string(),
+                    });
+                }
+                if let Some(waiting) = &mut self.shutdown {
+                    waiting.remove(&id);
+                }
+            }
             Owner::Task | Owner::ListUnits => {}
         }
     }
@@ -609,6 +691,9 @@ impl Agent {
             return;
         }
         self.io.pending.remove(&id);
+        if self.shutdown.is_some() {
+            return;
+        }
         self.route_systemd(pending.owner, id, result, now);
     }
 
@@ -712,6 +797,9 @@ impl Agent {
 
     /// Brings derived state up to date and starts whatever work is now possible.
     fn drive(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
         let sources_complete = self.sources.iter().all(Source::complete);
         if self.schedule_dirty && sources_complete {
             self.schedule_dirty = false;

@@ -92,6 +92,18 @@ impl Publisher {
         [dir, self.retry_at].into_iter().flatten().min()
     }
 
+    /// The registry answers again: retry failed writes now rather than after the backoff.
+    pub fn retry_now(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|at| at > now) {
+            self.retry_at = Some(now);
+        }
+        if let Dir::Waiting(at) = self.dir
+            && at > now
+        {
+            self.dir = Dir::Waiting(now);
+        }
+    }
+
     /// Starts (once the machine is registered): creates the directory.
     pub fn start(&mut self, now: Instant, io: &mut Io) {
         if self.dir == Dir::Idle {
@@ -297,8 +309,7 @@ impl Publisher {
                     PublisherChange::None
                 }
                 Err(failure) => {
-                    io.event(Event::PublishFailed {
-                        name: String::new(),
+                    io.event(Event::StatesDirectoryFailed {
                         error: failure.to_string(),
                     });
                     self.dir = Dir::Waiting(now + self.backoff.next_delay(&mut io.rng));
@@ -337,10 +348,7 @@ impl Publisher {
                         Err(f) => f.to_string(),
                         Ok(r) => format!("unexpected reply {r:?}"),
                     };
-                    io.event(Event::PublishFailed {
-                        name: String::new(),
-                        error,
-                    });
+                    io.event(Event::StatesDirectoryFailed { error });
                     self.dir = Dir::Waiting(now + self.backoff.next_delay(&mut io.rng));
                     PublisherChange::None
                 }

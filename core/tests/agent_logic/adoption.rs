@@ -159,3 +159,17 @@ fn a_unit_file_that_does_not_parse_is_replaced() {
         ]
     );
 }
+
+#[test]
+fn a_loaded_but_inactive_unit_that_should_run_is_started_without_reloading() {
+    let mut w = running_world();
+    // a.service was stopped behind the agent's back (or exited) while fltd was down.
+    w.etcd.drop_client();
+    w.systemd.states.insert(
+        "a.service".into(),
+        flt_core::agent::UnitObserved::new("a.service", "loaded", "inactive", "dead"),
+    );
+    w.start();
+    w.secs(10);
+    assert_eq!(w.systemd.actions(), ["start a.service"]);
+}

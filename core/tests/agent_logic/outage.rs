@@ -91,3 +91,44 @@ fn a_watch_that_lost_its_history_is_replaced_by_a_fresh_read() {
             .any(|e| matches!(e, Event::SourceFailed { .. }))
     );
 }
+
+#[test]
+fn a_failure_during_the_outage_is_published_soon_after_reconnect() {
+    let mut w = running_world();
+    w.etcd.set_down(true);
+    w.secs(200);
+    w.systemd.crash("a.service");
+    w.pump();
+    w.secs(100);
+    w.etcd.set_down(false);
+    // Refreshes retry every agent_ttl/12 while failing, and everything waiting on a backoff
+    // goes as soon as etcd answers again.
+    w.secs(5);
+    assert!(w.agent.is_registered());
+    assert_eq!(
+        w.published("a.service").map(|p| p.0),
+        Some("failed".to_string())
+    );
+    assert_eq!(
+        w.published("b.service").map(|p| p.0),
+        Some("active".to_string())
+    );
+    assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+}
+
+#[test]
+fn host_shutdown_removes_presence_and_states_at_once_and_then_stays_quiet() {
+    let mut w = running_world();
+    let now = w.now;
+    w.agent.host_shutdown(now);
+    w.pump();
+    assert!(w.agent.is_shut_down());
+    assert!(!w.etcd.exists(&w.ks.machine_object(MACHINE)));
+    assert!(!w.etcd.exists(&w.ks.machine_states_dir(MACHINE)));
+    let sent = w.etcd.log.len();
+    w.systemd.crash("b.service");
+    w.pump();
+    w.secs(120);
+    assert_eq!(w.etcd.log.len(), sent, "{:?}", &w.etcd.log[sent..]);
+    assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+}

@@ -200,3 +200,22 @@ fn a_unit_whose_file_is_missing_is_left_alone() {
         ]
     );
 }
+
+#[test]
+fn an_undecodable_schedule_entry_leaves_the_unit_alone() {
+    let mut w = started();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    w.systemd.log.clear();
+    let key = w.ks.schedule_entry(crate::harness::MACHINE, "a.service");
+    let now = w.now;
+    w.etcd.set(now, &key, "{not json");
+    w.pump();
+    w.secs(30);
+    assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+    assert!(
+        w.events
+            .iter()
+            .any(|e| matches!(e, Event::BadScheduleRecord { name } if name == "a.service"))
+    );
+    assert_eq!(w.systemd.active("a.service"), Some("active"));
+}
