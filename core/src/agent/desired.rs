@@ -64,6 +64,10 @@ pub(crate) struct Source {
     watch: Option<OpId>,
     retry_at: Option<Instant>,
     backoff: Backoff,
+    /// Watches that ended with lost history since the last event: re-read at once only for the
+    /// first, so that a read that cannot catch up does not spin.
+    lost_in_a_row: u32,
+    watch_started: Instant,
 }
 
 impl Source {
@@ -85,6 +89,8 @@ impl Source {
             watch: None,
             retry_at: None,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            lost_in_a_row: 0,
+            watch_started: Instant::ZERO,
         }
     }
 
@@ -198,6 +204,7 @@ impl Source {
                 from_index,
             };
             self.watch = Some(io.registry(Owner::Source(self.kind), request, now));
+            self.watch_started = now;
         }
         changed || first
     }
@@ -205,6 +212,7 @@ impl Source {
     fn on_watch(&mut self, result: Result<Reply, Failure>, now: Instant, io: &mut Io) -> bool {
         match result {
             Ok(Reply::Event(event)) => {
+                self.lost_in_a_row = 0;
                 let index = event.node.modified_index;
                 if index != 0 && index <= self.index {
                     return false;
@@ -234,8 +242,17 @@ impl Source {
             }
             Err(failure) => {
                 self.watch = None;
-                let history_lost = matches!(failure, Failure::HistoryLost { .. });
-                self.failed(failure.to_string(), history_lost, now, io);
+                let at_once = if matches!(failure, Failure::HistoryLost { .. }) {
+                    // A watch that lived a while just fell behind a busy registry: not a loop.
+                    if now.saturating_since(self.watch_started) >= Duration::from_secs(1) {
+                        self.lost_in_a_row = 0;
+                    }
+                    self.lost_in_a_row += 1;
+                    self.lost_in_a_row == 1
+                } else {
+                    false
+                };
+                self.failed(failure.to_string(), at_once, now, io);
                 false
             }
         }

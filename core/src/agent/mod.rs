@@ -610,6 +610,9 @@ impl Agent {
         if !still_streaming {
             self.io.pending.remove(&id);
         }
+        if let Err(Failure::HistoryLost { index }) = &result {
+            self.io.known_index = self.io.known_index.max(*index);
+        }
         if let Ok(reply) = &result {
             let index = match reply {
                 Reply::Got { index, .. } | Reply::Deleted { index } => *index,

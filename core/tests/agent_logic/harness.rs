@@ -595,7 +595,8 @@ impl World {
                 return;
             }
         }
-        panic!("the agent never went idle");
+        let last: Vec<_> = self.etcd.log.iter().rev().take(6).collect();
+        panic!("the agent never went idle; last requests: {last:#?}");
     }
 
     /// Moves the clock forward by `by`, firing the agent's timeouts and etcd's TTLs on the way.

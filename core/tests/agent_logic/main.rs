@@ -8,6 +8,7 @@ mod globals;
 mod outage;
 mod plan_table;
 mod presence;
+mod properties;
 mod publishing;
 mod tasks;
 mod traffic;
