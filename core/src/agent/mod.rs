@@ -787,6 +787,9 @@ impl Agent {
         let mut referenced = self.schedule.hashes();
         referenced.extend(self.current.values().filter_map(|c| c.hash));
         self.files.resync(&referenced);
+        // Late signals about units unloaded since.
+        let current = &self.current;
+        self.observed.retain(|name, _| current.contains_key(name));
         self.schedule_dirty = true;
         self.list_units(self.current.keys().cloned().collect(), now);
     }

@@ -5,6 +5,7 @@
 use crate::harness::{MACHINE, World, unit};
 use flt_core::registry::records::{ScheduleRecord, TargetState};
 use flt_core::registry::{PutValue, Request};
+use flt_core::unit::{UnitFile, UnitOption};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -39,6 +40,64 @@ enum Op {
     Wait {
         secs: u64,
     },
+    Global {
+        unit: usize,
+        region: Option<&'static str>,
+        conflicts: bool,
+        target: TargetState,
+    },
+    Metadata {
+        region: &'static str,
+    },
+}
+
+const GLOBALS: [&str; 3] = ["g0.service", "g1.service", "g2.service"];
+
+/// A global unit: optionally limited to a region, optionally conflicting with every `g*`.
+fn global_file(region: Option<&str>, conflicts: bool) -> UnitFile {
+    let mut options = vec![
+        UnitOption::new("Service", "ExecStart", "/bin/global"),
+        UnitOption::new("X-Fleet", "Global", "true"),
+    ];
+    if let Some(region) = region {
+        options.push(UnitOption::new(
+            "X-Fleet",
+            "MachineMetadata",
+            format!("region={region}"),
+        ));
+    }
+    if conflicts {
+        options.push(UnitOption::new("X-Fleet", "Conflicts", "g*"));
+    }
+    UnitFile::from_options(options)
+}
+
+/// Which global units should run, computed independently of the agent (spec §3.3): by name,
+/// metadata must match, and no conflict with one already included.
+fn expected_globals(w: &World, region: Option<&str>) -> Vec<String> {
+    let mut included: Vec<(String, bool)> = Vec::new();
+    for (key, value) in w.etcd.values_under(&w.ks.globals_dir()) {
+        let name = key.rsplit('/').next().unwrap_or_default().to_string();
+        let record: ScheduleRecord = serde_json::from_str(&value).expect("record");
+        if record.target_state == TargetState::Inactive {
+            continue;
+        }
+        let file_key = format!("{}/{}", w.ks.units_dir(), record.unit_hash);
+        let raw = w.etcd.value(&file_key).expect("unit file");
+        let file: flt_core::registry::records::UnitFileRecord =
+            serde_json::from_str(raw).expect("record");
+        let needs = |v: &str| file.raw.contains(&format!("MachineMetadata=region={v}"));
+        let wants_region = ["us", "eu"].into_iter().find(|v| needs(v));
+        if wants_region.is_some() && wants_region != region {
+            continue;
+        }
+        let conflicts = file.raw.contains("Conflicts=g*");
+        if included.iter().any(|(_, c)| *c) || (conflicts && !included.is_empty()) {
+            continue;
+        }
+        included.push((name, conflicts));
+    }
+    included.into_iter().map(|(n, _)| n).collect()
 }
 
 fn target() -> impl Strategy<Value = TargetState> {
@@ -59,6 +118,14 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(secs, changes)| Op::Outage { secs, changes }),
         1 => prop_oneof![Just(0u64), Just(5), Just(90)].prop_map(|gone_secs| Op::Restart { gone_secs }),
         2 => (1..30u64).prop_map(|secs| Op::Wait { secs }),
+        2 => (
+            0..GLOBALS.len(),
+            prop_oneof![Just(None), Just(Some("us")), Just(Some("eu"))],
+            any::<bool>(),
+            target()
+        )
+            .prop_map(|(unit, region, conflicts, target)| Op::Global { unit, region, conflicts, target }),
+        1 => prop_oneof![Just("us"), Just("eu"), Just("")].prop_map(|region| Op::Metadata { region }),
     ]
 }
 
@@ -77,8 +144,11 @@ fn check_no_stop_or_unload(w: &World, from: usize, what: &str) {
 
 fn run(ops: Vec<Op>) {
     let mut w = World::empty();
-    w.start();
+    let mut config = crate::harness::config();
+    config.metadata.insert("region".into(), "us".into());
+    w.restart_agent(config.clone());
     w.secs(1);
+    let mut region = Some("us");
     for op in ops {
         match op {
             Op::Schedule {
@@ -112,7 +182,7 @@ fn run(ops: Vec<Op>) {
                 w.now = now;
                 w.etcd.expire(now);
                 let before = w.systemd.states.clone();
-                w.start();
+                w.restart_agent(config.clone());
                 w.secs(2);
                 // Units whose schedule did not change are not touched by the restart: no start
                 // of a running unit, no stop of a unit that should run.
@@ -128,6 +198,18 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Wait { secs } => w.secs(secs),
+            Op::Global {
+                unit,
+                region,
+                conflicts,
+                target,
+            } => {
+                w.set_global(GLOBALS[unit], &global_file(region, conflicts), target);
+            }
+            Op::Metadata { region: r } => {
+                w.set_metadata("region", r);
+                region = if r.is_empty() { None } else { Some(r) };
+            }
         }
     }
     // Heal and converge.
@@ -158,6 +240,16 @@ fn run(ops: Vec<Op>) {
         assert_eq!(published.0, active, "{name}: published state differs");
         assert_eq!(published.2, record.unit_hash);
     }
+    let globals = expected_globals(&w, region);
+    for name in &globals {
+        assert!(
+            w.systemd.files.contains_key(name),
+            "global {name} not loaded"
+        );
+        assert!(w.published(name).is_some(), "global {name} not published");
+    }
+    want_files.extend(globals);
+    want_files.sort();
     let files: Vec<String> = w.systemd.files.keys().cloned().collect();
     assert_eq!(files, want_files, "units on the machine");
     let states = w.etcd.values_under(&w.ks.machine_states_dir(MACHINE));
@@ -185,7 +277,7 @@ fn run(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn outages_never_stop_units_and_the_agent_converges(ops in prop::collection::vec(op(), 1..25)) {
