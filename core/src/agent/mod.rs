@@ -38,6 +38,7 @@
 
 mod backoff;
 pub mod desired;
+mod io;
 pub mod presence;
 pub mod publisher;
 pub mod systemd;
@@ -53,11 +54,12 @@ pub use task::{CurrentUnit, DesiredUnit, Task, TaskKind, TaskReason, plan};
 use crate::registry::records::{
     Capabilities, MachineRecord, MachineRef, TargetState, UnitStateRecord,
 };
-use crate::registry::{Failure, Keyspace, OpId, OpIdGen, Precondition, Reply, Request, Response};
-use crate::rng::SplitMix64;
+use crate::registry::{Failure, Keyspace, OpId, Precondition, Reply, Request, Response};
 use crate::time::Instant;
 use crate::unit::UnitHash;
 use desired::{DesiredState, Schedule, Source, UnitFiles};
+pub(crate) use io::Io;
+use io::{Owner, Pending, PendingKind};
 use presence::{Presence, PresenceChange};
 use publisher::{Publisher, PublisherChange};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -245,84 +247,6 @@ pub enum Event {
     },
 }
 
-/// Who is waiting for the answer to a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Owner {
-    Presence,
-    Publisher,
-    Source(SourceKind),
-    UnitFile,
-    Task,
-    ListUnits,
-    Shutdown,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PendingKind {
-    Registry,
-    Watch,
-    Systemd,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    owner: Owner,
-    kind: PendingKind,
-    deadline: Option<Instant>,
-}
-
-/// Outgoing commands and events, request bookkeeping and jitter, shared by the parts.
-#[derive(Debug)]
-pub(crate) struct Io {
-    ids: OpIdGen,
-    commands: VecDeque<Command>,
-    events: VecDeque<Event>,
-    pending: BTreeMap<OpId, Pending>,
-    registry_timeout: Duration,
-    systemd_timeout: Duration,
-    pub rng: SplitMix64,
-    /// The highest registry index seen in any answer.
-    pub known_index: u64,
-}
-
-impl Io {
-    pub fn registry(&mut self, owner: Owner, request: Request, now: Instant) -> OpId {
-        let id = self.ids.next_id();
-        let (kind, deadline) = match request {
-            Request::Watch { .. } => (PendingKind::Watch, None),
-            _ => (PendingKind::Registry, Some(now + self.registry_timeout)),
-        };
-        self.pending.insert(
-            id,
-            Pending {
-                owner,
-                kind,
-                deadline,
-            },
-        );
-        self.commands.push_back(Command::Registry { id, request });
-        id
-    }
-
-    pub fn systemd(&mut self, owner: Owner, request: SystemdRequest, now: Instant) -> OpId {
-        let id = self.ids.next_id();
-        self.pending.insert(
-            id,
-            Pending {
-                owner,
-                kind: PendingKind::Systemd,
-                deadline: Some(now + self.systemd_timeout),
-            },
-        );
-        self.commands.push_back(Command::Systemd { id, request });
-        id
-    }
-
-    pub fn event(&mut self, event: Event) {
-        self.events.push_back(event);
-    }
-}
-
 /// A batch of tasks, run one at a time.
 #[derive(Debug)]
 struct Batch {
@@ -389,16 +313,12 @@ impl Agent {
             version: config.version.clone(),
         };
         let mut agent = Agent {
-            io: Io {
-                ids: OpIdGen::new(OP_COMPONENT),
-                commands: VecDeque::new(),
-                events: VecDeque::new(),
-                pending: BTreeMap::new(),
-                registry_timeout: config.registry_timeout,
-                systemd_timeout: config.systemd_timeout,
-                rng: SplitMix64::new(config.seed),
-                known_index: 0,
-            },
+            io: Io::new(
+                OP_COMPONENT,
+                config.registry_timeout,
+                config.systemd_timeout,
+                config.seed,
+            ),
             presence: Presence::new(ks.machine_object(&id), record, config.agent_ttl, now),
             publisher: Publisher::new(&ks, &id, config.agent_ttl),
             sources: SourceKind::ALL.map(|kind| Source::new(kind, &ks, &id)),
