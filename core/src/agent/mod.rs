@@ -47,7 +47,8 @@ mod unit_text;
 
 pub use desired::SourceKind;
 pub use systemd::{
-    InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply, SystemdRequest, UnitObserved,
+    InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply, SystemdRequest, UNIT_SUFFIXES,
+    UnitObserved, has_unit_suffix,
 };
 pub use task::{CurrentUnit, DesiredUnit, Task, TaskKind, TaskReason, plan};
 
@@ -208,6 +209,10 @@ pub enum Event {
     UnitFileUnavailable {
         hash: String,
         error: String,
+    },
+    /// A file in `units_directory` that is not a unit type the agent manages: left alone.
+    NotAUnit {
+        name: String,
     },
     /// A unit found in `units_directory` at startup, with the state it is adopted in.
     UnitFound {
@@ -654,6 +659,10 @@ impl Agent {
     fn on_inventory(&mut self, units: Vec<InventoryUnit>) {
         self.current.clear();
         for unit in units {
+            if !has_unit_suffix(&unit.name) {
+                self.io.event(Event::NotAUnit { name: unit.name });
+                continue;
+            }
             let parsed = ParsedUnit::parse(&unit.text).ok();
             let state = adopted_state(unit.observed.as_ref());
             let hash = parsed.as_ref().map(|p| p.hash);

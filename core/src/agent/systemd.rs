@@ -110,6 +110,24 @@ pub struct SystemdReply {
     pub result: Result<SystemdOutcome, SystemdFailure>,
 }
 
+/// The unit types the agent manages (fleet's list); other files in `units_directory` are not
+/// units of the agent's.
+pub const UNIT_SUFFIXES: [&str; 7] = [
+    "service",
+    "socket",
+    "timer",
+    "path",
+    "device",
+    "mount",
+    "automount",
+];
+
+/// Whether `name` ends in one of [`UNIT_SUFFIXES`].
+pub fn has_unit_suffix(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix))
+}
+
 /// One unit file found in `units_directory` at startup (only the suffixes fleet accepted:
 /// `service socket timer path device mount automount`), with what systemd says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -173,3 +173,24 @@ fn a_loaded_but_inactive_unit_that_should_run_is_started_without_reloading() {
     w.secs(10);
     assert_eq!(w.systemd.actions(), ["start a.service"]);
 }
+
+#[test]
+fn files_that_are_not_units_are_left_alone() {
+    let mut w = running_world();
+    w.etcd.drop_client();
+    w.systemd
+        .files
+        .insert("notes.txt".into(), "[Service]\nExecStart=/bin/x\n".into());
+    w.systemd
+        .files
+        .insert(".service".into(), "[Service]\nExecStart=/bin/x\n".into());
+    w.start();
+    w.secs(30);
+    assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+    let ignored = w
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::NotAUnit { .. }))
+        .count();
+    assert_eq!(ignored, 2);
+}
