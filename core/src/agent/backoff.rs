@@ -32,3 +32,24 @@ impl Backoff {
         self.next = self.min;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_up_to_the_cap_with_bounded_jitter_and_resets() {
+        let mut rng = SplitMix64::new(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let delays: Vec<Duration> = (0..6).map(|_| backoff.next_delay(&mut rng)).collect();
+        for (delay, base) in delays.iter().zip([1u64, 2, 4, 8, 8, 8]) {
+            let base = Duration::from_secs(base);
+            assert!(
+                *delay >= base && *delay <= base.mul_f64(1.2),
+                "{delay:?} vs {base:?}"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay(&mut rng) <= Duration::from_millis(1200));
+    }
+}

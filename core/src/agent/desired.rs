@@ -564,3 +564,32 @@ fn conflicts_with_any(name: &str, patterns: &[String], running: &[(String, Vec<S
                 || patterns.iter().any(|p| matches(p, other)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(units: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        units
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn conflicts_are_checked_both_ways_with_globs() {
+        let here = running(&[("web.service", &["db*"]), ("cache.service", &[])]);
+        // An included unit's pattern matches the newcomer.
+        assert!(conflicts_with_any("db1.service", &[], &here));
+        // The newcomer's pattern matches an included unit.
+        assert!(conflicts_with_any("x.service", &["cache.*".into()], &here));
+        assert!(!conflicts_with_any("x.service", &["cache".into()], &here));
+        // A unit never conflicts with itself; a malformed pattern matches nothing.
+        assert!(!conflicts_with_any(
+            "web.service",
+            &["web*".into()],
+            &running(&[("web.service", &[])])
+        ));
+        assert!(!conflicts_with_any("x.service", &["[".into()], &here));
+    }
+}

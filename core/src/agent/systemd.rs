@@ -138,3 +138,33 @@ pub struct InventoryUnit {
     /// systemd's view of the unit, if the driver could get it.
     pub observed: Option<UnitObserved>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_suffixes_are_fleets_list() {
+        for name in [
+            "a.service",
+            "b@1.socket",
+            "c.timer",
+            "d.path",
+            "e.device",
+            "f.mount",
+        ] {
+            assert!(has_unit_suffix(name), "{name}");
+        }
+        assert!(has_unit_suffix("g.automount"));
+        for name in [
+            "a.target",
+            "a.slice",
+            "notes.txt",
+            "service",
+            ".service",
+            "a.service~",
+        ] {
+            assert!(!has_unit_suffix(name), "{name}");
+        }
+    }
+}
