@@ -703,7 +703,8 @@ impl Agent {
 
     /// After a failed refresh: try again well before the TTL runs out.
     fn heartbeat_soon(&mut self, now: Instant) {
-        let soon = now + self.config.agent_ttl / 12;
+        // Jittered, so that machines that lost etcd together do not retry in lockstep.
+        let soon = now + self.io.rng.jitter(self.config.agent_ttl / 12, 0.5);
         self.heartbeat_at = Some(self.heartbeat_at.map_or(soon, |at| at.min(soon)));
     }
 
