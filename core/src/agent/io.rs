@@ -1,0 +1,105 @@
+//! Outgoing commands and events, and the bookkeeping of requests in flight (who waits for the
+//! answer, and until when), shared by the parts of the agent.
+
+use super::{Command, Event, SourceKind, SystemdRequest};
+use crate::registry::{OpId, OpIdGen, Request};
+use crate::rng::SplitMix64;
+use crate::time::Instant;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Who is waiting for the answer to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Presence,
+    Publisher,
+    Source(SourceKind),
+    UnitFile,
+    Task,
+    ListUnits,
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PendingKind {
+    Registry,
+    Watch,
+    Systemd,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    pub owner: Owner,
+    pub kind: PendingKind,
+    pub deadline: Option<Instant>,
+}
+
+/// Outgoing commands and events, request bookkeeping and jitter, shared by the parts.
+#[derive(Debug)]
+pub(crate) struct Io {
+    ids: OpIdGen,
+    pub commands: VecDeque<Command>,
+    pub events: VecDeque<Event>,
+    pub pending: BTreeMap<OpId, Pending>,
+    registry_timeout: Duration,
+    systemd_timeout: Duration,
+    pub rng: SplitMix64,
+    /// The highest registry index seen in any answer.
+    pub known_index: u64,
+}
+
+impl Io {
+    pub fn new(
+        component: u8,
+        registry_timeout: Duration,
+        systemd_timeout: Duration,
+        seed: u64,
+    ) -> Io {
+        Io {
+            ids: OpIdGen::new(component),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: BTreeMap::new(),
+            registry_timeout,
+            systemd_timeout,
+            rng: SplitMix64::new(seed),
+            known_index: 0,
+        }
+    }
+
+    pub fn registry(&mut self, owner: Owner, request: Request, now: Instant) -> OpId {
+        let id = self.ids.next_id();
+        let (kind, deadline) = match request {
+            Request::Watch { .. } => (PendingKind::Watch, None),
+            _ => (PendingKind::Registry, Some(now + self.registry_timeout)),
+        };
+        self.pending.insert(
+            id,
+            Pending {
+                owner,
+                kind,
+                deadline,
+            },
+        );
+        self.commands.push_back(Command::Registry { id, request });
+        id
+    }
+
+    pub fn systemd(&mut self, owner: Owner, request: SystemdRequest, now: Instant) -> OpId {
+        let id = self.ids.next_id();
+        self.pending.insert(
+            id,
+            Pending {
+                owner,
+                kind: PendingKind::Systemd,
+                deadline: Some(now + self.systemd_timeout),
+            },
+        );
+        self.commands.push_back(Command::Systemd { id, request });
+        id
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+}

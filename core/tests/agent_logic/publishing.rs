@@ -1,0 +1,85 @@
+//! Unit states: fleet's JSON, written when systemd's state changes (at once, so a failure shows
+//! up immediately), never rewritten otherwise; and the agent leaves restarting to systemd.
+
+use crate::harness::{MACHINE, World, unit};
+use flt_core::agent::Input;
+use flt_core::agent::UnitObserved;
+use flt_core::registry::Request;
+use flt_core::registry::records::TargetState::*;
+
+fn state_puts(w: &World, name: &str) -> usize {
+    let key = w.state_key(name);
+    w.etcd
+        .log
+        .iter()
+        .filter(|(_, r)| matches!(r, Request::Put { key: k, .. } if *k == key))
+        .count()
+}
+
+#[test]
+fn the_state_record_is_fleets_json_for_this_machine() {
+    let mut w = World::empty();
+    w.start();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    let raw = w.etcd.value(&w.state_key("a.service")).expect("published");
+    let v: serde_json::Value = serde_json::from_str(raw).expect("json");
+    assert_eq!(v["loadState"], "loaded");
+    assert_eq!(v["activeState"], "active");
+    assert_eq!(v["subState"], "running");
+    assert_eq!(v["machineState"]["ID"], MACHINE);
+    assert_eq!(v["unitHash"], unit("/bin/a").hash().to_hex());
+    // The state has no TTL of its own: its directory carries it.
+    assert!(w.etcd.ttl_deadline(&w.state_key("a.service")).is_none());
+    assert!(
+        w.etcd
+            .ttl_deadline(&w.ks.machine_states_dir(MACHINE))
+            .is_some()
+    );
+}
+
+#[test]
+fn states_are_written_only_when_they_change() {
+    let mut w = World::empty();
+    w.start();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    let settled = state_puts(&w, "a.service");
+    w.secs(600);
+    assert_eq!(
+        state_puts(&w, "a.service"),
+        settled,
+        "rewritten without a change"
+    );
+    // The same state reported again (a poll, a repeated signal) writes nothing.
+    let same = UnitObserved::new("a.service", "loaded", "active", "running");
+    w.agent.handle_input(Input::UnitObserved(same), w.now);
+    w.pump();
+    assert_eq!(state_puts(&w, "a.service"), settled);
+}
+
+#[test]
+fn a_failed_unit_is_reported_at_once_and_not_restarted() {
+    let mut w = World::empty();
+    w.start();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    w.systemd.log.clear();
+    w.systemd.crash("a.service");
+    // No time passes: the signal alone publishes the state.
+    w.pump();
+    assert_eq!(
+        w.published("a.service").map(|p| (p.0, p.1)),
+        Some(("failed".to_string(), "failed".to_string()))
+    );
+    w.secs(300);
+    assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+}
+
+#[test]
+fn units_the_agent_does_not_run_are_not_published() {
+    let mut w = World::empty();
+    w.start();
+    let stray = UnitObserved::new("stray.service", "loaded", "active", "running");
+    w.agent.handle_input(Input::UnitObserved(stray), w.now);
+    w.pump();
+    w.secs(30);
+    assert_eq!(w.published("stray.service"), None);
+}
