@@ -1,2 +1,4 @@
 //! flt-tests: test support (real etcd, real systemd test hosts), the cluster simulator, and the
 //! integration tests in `tests/tests/`.
+
+pub mod testhost;

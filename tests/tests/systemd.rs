@@ -1,0 +1,414 @@
+//! Integration tests on real test hosts (`flt_tests::testhost`): the harness itself, and
+//! `flt_driver::systemd` against the real systemd 252 running as PID 1 inside a host.
+//!
+//! Needs root and the tools listed in `flt_tests::testhost`; fails with the reason if they are
+//! missing, unless `FLT_SKIP_HOST_TESTS=1`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flt_tests::testhost::{Cluster, ClusterConfig, Host, STATE_ROOT};
+
+/// Polls `probe` until it returns `Some`, or panics saying what it waited for and the last
+/// value it saw.
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if start.elapsed() >= timeout => {
+                panic!(
+                    "timed out after {:.1}s waiting for {what}; last: {last}",
+                    start.elapsed().as_secs_f64()
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn start(config: ClusterConfig) -> Cluster {
+    let hosts = config.hosts;
+    let cluster = Cluster::start(config)
+        .unwrap_or_else(|e| panic!("starting a {hosts}-host test cluster: {e}"));
+    println!(
+        "test cluster {}: {hosts} host(s) booted in {:.2}s",
+        cluster.id(),
+        cluster.boot_time().as_secs_f64()
+    );
+    cluster
+}
+
+fn exec(host: &Host, args: &[&str]) -> String {
+    host.exec_ok(args)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .to_string()
+}
+
+/// curl inside `host`; returns the body or curl's error.
+fn curl_in(host: &Host, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["curl", "-sS", "-m", "2"];
+    all.extend_from_slice(args);
+    let out = host.exec(&all).map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "curl exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+mod harness {
+    use super::*;
+
+    #[test]
+    fn hosts_boot_with_distinct_identities_and_reach_etcd() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(3));
+        let etcd = cluster.etcd_endpoint();
+        let mut machine_ids = BTreeSet::new();
+        let mut boot_ids = BTreeSet::new();
+        let mut ips = BTreeSet::new();
+        for host in cluster.hosts() {
+            let machine_id = exec(host, &["cat", "/etc/machine-id"]);
+            assert_eq!(
+                machine_id,
+                host.machine_id(),
+                "{}: /etc/machine-id",
+                host.name()
+            );
+            machine_ids.insert(machine_id);
+            boot_ids.insert(exec(host, &["cat", "/proc/sys/kernel/random/boot_id"]));
+            assert_eq!(exec(host, &["hostname"]), host.hostname());
+            let addr = exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+            assert!(
+                addr.contains(&format!("{}/24", host.ip())),
+                "{}: eth0 has {addr}",
+                host.name()
+            );
+            ips.insert(host.ip());
+            // The safety properties the init script promises.
+            assert_eq!(
+                exec(host, &["cat", "/proc/1/comm"]),
+                "systemd",
+                "{}: PID 1",
+                host.name()
+            );
+            assert_eq!(exec(host, &["stat", "-f", "-c", "%T", "/"]), "overlayfs");
+            assert_eq!(exec(host, &["stat", "-f", "-c", "%T", "/tmp"]), "tmpfs");
+            assert_eq!(exec(host, &["stat", "-f", "-c", "%T", "/run"]), "tmpfs");
+            assert!(
+                host.exec(&["test", "-w", "/proc/sys/kernel/hostname"])
+                    .is_ok_and(|o| !o.status.success())
+            );
+            assert!(
+                host.exec(&["test", "-e", "/dev/watchdog"])
+                    .is_ok_and(|o| !o.status.success())
+            );
+            let health = curl_in(host, &[&format!("{etcd}/health")])
+                .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+            assert!(
+                health.contains("\"health\":\"true\""),
+                "{}: etcd /health said {health}",
+                host.name()
+            );
+        }
+        assert_eq!(machine_ids.len(), 3, "machine ids {machine_ids:?}");
+        assert!(
+            !machine_ids.contains(
+                fs::read_to_string("/etc/machine-id")
+                    .unwrap_or_default()
+                    .trim()
+            )
+        );
+        assert_eq!(boot_ids.len(), 3, "boot ids {boot_ids:?}");
+        assert_eq!(ips.len(), 3);
+
+        // A key written from h1 is read back from h3 and from the test process.
+        let key = format!("{etcd}/v2/keys/testhost/written-by-h1");
+        curl_in(
+            cluster.host(0),
+            &["-f", "-X", "PUT", &key, "-d", "value=hello"],
+        )
+        .unwrap_or_else(|e| panic!("h1 PUT: {e}"));
+        let from_h3 =
+            curl_in(cluster.host(2), &["-f", &key]).unwrap_or_else(|e| panic!("h3 GET: {e}"));
+        assert!(from_h3.contains("\"value\":\"hello\""), "h3 read {from_h3}");
+        let local = cluster
+            .etcd()
+            .get("/v2/keys/testhost/written-by-h1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            local.contains("\"value\":\"hello\""),
+            "test process read {local}"
+        );
+        // Hosts reach each other over the bridge.
+        let to_h1 = curl_in(
+            cluster.host(1),
+            &[
+                "-o",
+                "/dev/null",
+                &format!("http://{}:1/", cluster.host(0).ip()),
+            ],
+        );
+        assert!(
+            to_h1.as_ref().is_err_and(|e| e.contains("exit Some(7)")),
+            "h2 -> h1:1 should be refused, got {to_h1:?}"
+        );
+    }
+
+    #[test]
+    fn killed_host_is_gone_and_boots_again_with_same_identity() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(2));
+        let (h1, h2) = (cluster.host(0), cluster.host(1));
+        let boot_before = exec(h1, &["cat", "/proc/sys/kernel/random/boot_id"]);
+        exec(
+            h1,
+            &["systemd-cat", "-t", "flt-marker", "echo", "before-kill"],
+        );
+        // journald reads the stream asynchronously: wait until it has the line, then flush.
+        wait_for(
+            "h1's journald to receive the marker",
+            Duration::from_secs(5),
+            || {
+                let text = h1
+                    .exec_ok(&["journalctl", "--no-pager", "-t", "flt-marker"])
+                    .map_err(|e| e.to_string())?;
+                if text.contains("before-kill") {
+                    Ok(())
+                } else {
+                    Err(text)
+                }
+            },
+        );
+        exec(h1, &["journalctl", "--sync"]);
+        let old_pid = h1.pid().expect("h1 runs");
+
+        let started = Instant::now();
+        h1.kill().unwrap_or_else(|e| panic!("kill h1: {e}"));
+        println!(
+            "kill h1 (verified: cgroup empty, netns gone, veth gone) took {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(!h1.is_running());
+        assert!(!Path::new(&format!("/proc/{old_pid}")).exists() || h1.pid().is_none());
+        assert!(
+            h1.exec(&["true"]).is_err(),
+            "exec into a killed host must fail"
+        );
+        let to_h1 = curl_in(h2, &["-o", "/dev/null", &format!("http://{}:1/", h1.ip())]);
+        assert!(
+            to_h1.is_err() && !to_h1.as_ref().is_err_and(|e| e.contains("exit Some(7)")),
+            "h1 must not answer: {to_h1:?}"
+        );
+        // The journal survives on disk.
+        let logs = wait_for(
+            "journal of killed h1 to show the marker",
+            Duration::from_secs(5),
+            || {
+                let text = h1.logs(&["-t", "flt-marker"]).map_err(|e| e.to_string())?;
+                if text.contains("before-kill") {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            },
+        );
+        assert!(logs.contains("before-kill"));
+
+        let started = Instant::now();
+        h1.start().unwrap_or_else(|e| panic!("restart h1: {e}"));
+        println!("h1 booted again in {:.2}s", started.elapsed().as_secs_f64());
+        assert_eq!(exec(h1, &["cat", "/etc/machine-id"]), h1.machine_id());
+        assert_ne!(
+            exec(h1, &["cat", "/proc/sys/kernel/random/boot_id"]),
+            boot_before,
+            "new boot id after restart"
+        );
+        let boots = h1.logs(&["--list-boots"]).unwrap_or_else(|e| panic!("{e}"));
+        let boot_lines = boots.lines().filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|idx| idx.parse::<i32>().is_ok())
+        });
+        assert_eq!(boot_lines.count(), 2, "two boots in the journal: {boots}");
+        curl_in(h1, &[&format!("{}/health", cluster.etcd_endpoint())])
+            .unwrap_or_else(|e| panic!("h1 -> etcd after restart: {e}"));
+
+        // Graceful stop: systemd powers off and the host is gone.
+        let started = Instant::now();
+        h1.stop().unwrap_or_else(|e| panic!("stop h1: {e}"));
+        println!(
+            "graceful stop of h1 took {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(!h1.is_running());
+        assert!(h2.is_running());
+    }
+
+    #[test]
+    fn network_faults_freeze_and_etcd_restart() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(2));
+        let (h1, h2) = (cluster.host(0), cluster.host(1));
+        let health = format!("{}/health", cluster.etcd_endpoint());
+
+        h1.partition_from_etcd().unwrap_or_else(|e| panic!("{e}"));
+        let cut = curl_in(h1, &["-m", "1", &health]);
+        assert!(
+            cut.as_ref().is_err_and(|e| e.contains("exit Some(28)")),
+            "partitioned h1 -> etcd must time out: {cut:?}"
+        );
+        curl_in(h2, &[&health]).unwrap_or_else(|e| panic!("h2 must still reach etcd: {e}"));
+        let h1_to_h2 = curl_in(h1, &["-o", "/dev/null", &format!("http://{}:1/", h2.ip())]);
+        assert!(
+            h1_to_h2.as_ref().is_err_and(|e| e.contains("exit Some(7)")),
+            "h1 still reaches h2: {h1_to_h2:?}"
+        );
+        h1.heal().unwrap_or_else(|e| panic!("{e}"));
+        curl_in(h1, &[&health]).unwrap_or_else(|e| panic!("healed h1 -> etcd: {e}"));
+
+        cluster
+            .partition_pair(0, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pair = curl_in(
+            h1,
+            &[
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                &format!("http://{}:1/", h2.ip()),
+            ],
+        );
+        assert!(
+            pair.as_ref().is_err_and(|e| e.contains("exit Some(28)")),
+            "h1 -> h2 must time out: {pair:?}"
+        );
+        curl_in(h1, &[&health]).unwrap_or_else(|e| panic!("pair partition must not cut etcd: {e}"));
+        cluster.heal_all().unwrap_or_else(|e| panic!("{e}"));
+
+        h1.net_down().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            curl_in(h1, &["-m", "1", &health]).is_err(),
+            "cable pulled: etcd must be unreachable"
+        );
+        h1.net_up().unwrap_or_else(|e| panic!("{e}"));
+        wait_for(
+            "h1 to reach etcd after net_up",
+            Duration::from_secs(5),
+            || curl_in(h1, &[&health]),
+        );
+
+        h1.freeze().unwrap_or_else(|e| panic!("{e}"));
+        let events = fs::read_to_string(cluster_cgroup(&cluster).join("h1/cgroup.events"))
+            .unwrap_or_default();
+        assert!(events.contains("frozen 1"), "h1 cgroup.events: {events}");
+        h1.thaw().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(exec(h1, &["systemctl", "is-system-running"]), "running");
+
+        let started = Instant::now();
+        cluster.etcd_restart().unwrap_or_else(|e| panic!("{e}"));
+        println!("etcd restart took {:.2}s", started.elapsed().as_secs_f64());
+        cluster.etcd_stop().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!cluster.etcd().is_running());
+        let down = curl_in(h2, &[&health]);
+        assert!(
+            down.as_ref().is_err_and(|e| e.contains("exit Some(7)")),
+            "stopped etcd must refuse: {down:?}"
+        );
+        cluster.etcd_start().unwrap_or_else(|e| panic!("{e}"));
+        curl_in(h2, &[&health]).unwrap_or_else(|e| panic!("h2 -> restarted etcd: {e}"));
+    }
+
+    fn cluster_cgroup(cluster: &Cluster) -> std::path::PathBuf {
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+            })
+            .expect("cgroup2 mount");
+        Path::new(&root).join("flt-th").join(cluster.id())
+    }
+
+    #[test]
+    fn teardown_leaves_no_cgroup_mount_netns_or_state() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let links_before = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip link")
+            .stdout;
+        let cluster = start(ClusterConfig::new(1));
+        let cgroup = cluster_cgroup(&cluster);
+        let state = cluster.state_dir().to_path_buf();
+        assert!(state.starts_with(STATE_ROOT));
+        assert!(cgroup.is_dir(), "{} exists while running", cgroup.display());
+        let pid = cluster.host(0).pid().expect("h1 runs");
+        let netns = fs::metadata(format!("/proc/{pid}/ns/net"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .expect("netns");
+        let mntns = fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .expect("mntns");
+        // A stray process started inside the host must be swept too.
+        cluster
+            .host(0)
+            .exec_ok(&["sh", "-c", "setsid sleep 600 >/dev/null 2>&1 &"])
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let started = Instant::now();
+        drop(cluster);
+        println!(
+            "teardown of a 1-host cluster took {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
+
+        assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
+        assert!(!state.exists(), "state dir {} left behind", state.display());
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(
+            !mountinfo.contains(&*state.to_string_lossy()),
+            "mounts under {} left behind",
+            state.display()
+        );
+        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+            for (ns, inode) in [("net", netns), ("mnt", mntns)] {
+                let held = fs::metadata(entry.path().join("ns").join(ns))
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == inode);
+                assert!(
+                    !held,
+                    "process {:?} still holds the host's {ns} namespace",
+                    entry.file_name()
+                );
+            }
+        }
+        let links_after = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip link")
+            .stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&links_before),
+            String::from_utf8_lossy(&links_after),
+            "machine's links changed"
+        );
+    }
+}
