@@ -1,3 +1,5 @@
 //! flt-driver: thin, blocking, thread-based drivers that carry out flt-core's commands against the
 //! real world (etcd over its HTTP v2 API, systemd over D-Bus) and feed the outcomes back as inputs.
 //! No async runtime: one thread per long-lived stream, `crossbeam-channel` between them.
+
+pub mod systemd;

@@ -412,3 +412,458 @@ mod harness {
         );
     }
 }
+
+mod driver {
+    use std::collections::BTreeMap;
+
+    use flt_driver::systemd::{
+        BusAddress, OpId, SystemdClient, SystemdConfig, SystemdDriver, SystemdError, SystemdEvent,
+        SystemdReply, SystemdRequest, UnitState,
+    };
+
+    use super::*;
+
+    const UNITS_DIR: &str = "/run/flt/units";
+
+    /// The driver runs in the test process and reaches the host's systemd through
+    /// `/proc/<pid>/root`: the bus socket for calls, the file-system root for unit files.
+    fn config(host: &Host) -> SystemdConfig {
+        SystemdConfig {
+            bus: BusAddress::Bus(host.system_bus_address().unwrap_or_else(|e| panic!("{e}"))),
+            units_dir: UNITS_DIR.into(),
+            fs_root: Some(host.root().unwrap_or_else(|e| panic!("{e}"))),
+            ..SystemdConfig::default()
+        }
+    }
+
+    /// A driver plus the bookkeeping a test needs: request ids, and the latest state per unit.
+    struct Agent {
+        driver: SystemdDriver,
+        next_id: u64,
+        states: BTreeMap<String, Option<UnitState>>,
+    }
+
+    impl Agent {
+        fn spawn(config: SystemdConfig) -> Agent {
+            let driver = SystemdDriver::spawn(config)
+                .unwrap_or_else(|e| panic!("spawn systemd driver: {e}"));
+            Agent {
+                driver,
+                next_id: 1,
+                states: BTreeMap::new(),
+            }
+        }
+
+        fn record(
+            &mut self,
+            event: SystemdEvent,
+        ) -> Option<(OpId, Result<SystemdReply, SystemdError>)> {
+            match event {
+                SystemdEvent::Reply { id, result } => return Some((id, result)),
+                SystemdEvent::UnitState { name, state } => {
+                    self.states.insert(name, state);
+                }
+                SystemdEvent::WatchLost { reason } => panic!("signal connection lost: {reason}"),
+                _ => {}
+            }
+            None
+        }
+
+        /// Sends a request and waits for its reply (recording state reports meanwhile).
+        fn call(
+            &mut self,
+            make: impl FnOnce(OpId) -> SystemdRequest,
+        ) -> Result<SystemdReply, SystemdError> {
+            let id = OpId(self.next_id);
+            self.next_id += 1;
+            let request = make(id);
+            let what = format!("{request:?}");
+            self.driver
+                .requests()
+                .send(request)
+                .expect("driver running");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let event = self
+                    .driver
+                    .events()
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("no reply to {what} within 15s"));
+                if let Some((got, result)) = self.record(event) {
+                    assert_eq!(got, id, "replies come in request order");
+                    return result;
+                }
+            }
+        }
+
+        fn ok(&mut self, make: impl FnOnce(OpId) -> SystemdRequest) -> SystemdReply {
+            self.call(make).unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        fn watch(&mut self, name: &str) {
+            self.driver
+                .requests()
+                .send(SystemdRequest::Watch { name: name.into() })
+                .expect("driver running");
+        }
+
+        /// Waits for a state report with this active/sub state; returns how long it took.
+        fn wait_state(
+            &mut self,
+            name: &str,
+            active: &str,
+            sub: &str,
+            timeout: Duration,
+        ) -> Duration {
+            let start = Instant::now();
+            loop {
+                if let Some(Some(state)) = self.states.get(name)
+                    && state.active_state == active
+                    && state.sub_state == sub
+                {
+                    return start.elapsed();
+                }
+                let left = timeout.saturating_sub(start.elapsed());
+                match self.driver.events().recv_timeout(left) {
+                    Ok(event) => {
+                        if let Some((id, result)) = self.record(event) {
+                            panic!("unexpected reply {id:?}: {result:?}");
+                        }
+                    }
+                    Err(_) => panic!(
+                        "timed out after {:.1}s waiting for {name} to be reported {active}/{sub}; last reported: {:?}",
+                        start.elapsed().as_secs_f64(),
+                        self.states.get(name)
+                    ),
+                }
+            }
+        }
+    }
+
+    fn load(agent: &mut Agent, name: &str, contents: &str) {
+        let reply = agent.ok(|id| SystemdRequest::Load {
+            id,
+            name: name.into(),
+            contents: contents.into(),
+        });
+        assert_eq!(reply, SystemdReply::Done);
+    }
+
+    const SLEEPER: &str =
+        "[Unit]\nDescription=flt test sleeper\n\n[Service]\nExecStart=/bin/sleep 600\n";
+
+    #[test]
+    fn load_start_stop_unload_changes_systemd_states() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let mut agent = Agent::spawn(config(host));
+        let name = "hello.service";
+        agent.watch(name);
+        agent.wait_state(name, "inactive", "dead", Duration::from_secs(5));
+        assert_eq!(
+            agent.states[name].as_ref().map(|s| s.load_state.as_str()),
+            Some("not-found")
+        );
+
+        // A name that would escape the units directory is refused before anything happens.
+        let refused = agent.call(|id| SystemdRequest::Load {
+            id,
+            name: "../evil.service".into(),
+            contents: SLEEPER.into(),
+        });
+        assert!(
+            matches!(refused, Err(SystemdError::Name(_))),
+            "got {refused:?}"
+        );
+        assert!(
+            host.exec(&["test", "-e", "/run/flt/evil.service"])
+                .is_ok_and(|o| !o.status.success())
+        );
+
+        load(&mut agent, name, SLEEPER);
+        agent.ok(|id| SystemdRequest::Reload { id });
+        assert_eq!(
+            exec(host, &["stat", "-c", "%a", "/run/flt/units/hello.service"]),
+            "644"
+        );
+        assert_eq!(
+            exec(host, &["cat", "/run/flt/units/hello.service"]),
+            SLEEPER.trim_end()
+        );
+        let enabled = host.exec(&["systemctl", "is-enabled", name]).expect("exec");
+        assert_eq!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "linked-runtime"
+        );
+        let files = agent.ok(|id| SystemdRequest::ListUnitFiles { id });
+        assert_eq!(files, SystemdReply::UnitFiles(vec![name.to_string()]));
+        assert_eq!(
+            agent.ok(|id| SystemdRequest::SystemState { id }),
+            SystemdReply::SystemState("running".into())
+        );
+
+        let job = agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        assert!(
+            matches!(&job, SystemdReply::Job(path) if path.starts_with("/org/freedesktop/systemd1/job/")),
+            "{job:?}"
+        );
+        let took = agent.wait_state(name, "active", "running", Duration::from_secs(10));
+        println!(
+            "{name}: start reported active/running after {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+        assert_eq!(exec(host, &["systemctl", "is-active", name]), "active");
+        let listed = agent.ok(|id| SystemdRequest::ListStates {
+            id,
+            names: vec![name.into()],
+        });
+        let SystemdReply::States(states) = listed else {
+            panic!("{listed:?}")
+        };
+        assert_eq!(states[0].1.load_state, "loaded");
+
+        agent.ok(|id| SystemdRequest::Stop {
+            id,
+            name: name.into(),
+        });
+        agent.wait_state(name, "inactive", "dead", Duration::from_secs(10));
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        agent.wait_state(name, "active", "running", Duration::from_secs(10));
+
+        // Unload stops the running unit, unlinks it and deletes the file.
+        agent.ok(|id| SystemdRequest::Unload {
+            id,
+            name: name.into(),
+        });
+        agent.wait_state(name, "inactive", "dead", Duration::from_secs(10));
+        assert!(
+            host.exec(&["test", "-e", "/run/flt/units/hello.service"])
+                .is_ok_and(|o| !o.status.success())
+        );
+        assert!(
+            host.exec(&["test", "-e", "/run/systemd/system/hello.service"])
+                .is_ok_and(|o| !o.status.success())
+        );
+        agent.ok(|id| SystemdRequest::Reload { id });
+        let listed = agent.ok(|id| SystemdRequest::ListStates {
+            id,
+            names: vec![name.into()],
+        });
+        let SystemdReply::States(states) = listed else {
+            panic!("{listed:?}")
+        };
+        assert_eq!(
+            states[0].1.load_state, "not-found",
+            "after unload + reload: {states:?}"
+        );
+
+        agent
+            .driver
+            .requests()
+            .send(SystemdRequest::Unwatch { name: name.into() })
+            .expect("driver");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while agent.states.get(name).is_some_and(Option::is_some) {
+            let event = agent
+                .driver
+                .events()
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let event =
+                event.unwrap_or_else(|_| panic!("no nil state for {name} after Unwatch within 5s"));
+            agent.record(event);
+        }
+    }
+
+    #[test]
+    fn install_unit_is_pulled_in_and_refused_stop_keeps_the_file() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let mut agent = Agent::spawn(config(host));
+        load(
+            &mut agent,
+            "trigger.target",
+            "[Unit]\nDescription=flt test trigger\n",
+        );
+        load(
+            &mut agent,
+            "pulled.service",
+            "[Service]\nExecStart=/bin/sleep 600\n\n[Install]\nWantedBy=trigger.target\n",
+        );
+        agent.ok(|id| SystemdRequest::Reload { id });
+        assert!(
+            host.exec(&[
+                "test",
+                "-L",
+                "/run/systemd/system/trigger.target.wants/pulled.service"
+            ])
+            .is_ok_and(|o| o.status.success()),
+            "EnableUnitFiles must create the runtime wants link"
+        );
+        agent.watch("pulled.service");
+        agent.wait_state("pulled.service", "inactive", "dead", Duration::from_secs(5));
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: "trigger.target".into(),
+        });
+        let took = agent.wait_state(
+            "pulled.service",
+            "active",
+            "running",
+            Duration::from_secs(10),
+        );
+        println!(
+            "pulled.service active {:.0} ms after starting trigger.target",
+            took.as_secs_f64() * 1000.0
+        );
+
+        // A unit with [Install] but nothing to install is refused and removed again.
+        let empty_install = agent.call(|id| SystemdRequest::Load {
+            id,
+            name: "noinstall.service".into(),
+            contents: "[Service]\nExecStart=/bin/true\n\n[Install]\n".into(),
+        });
+        assert!(
+            matches!(empty_install, Err(SystemdError::NoInstallInfo { .. })),
+            "empty [Install] must fail: {empty_install:?}"
+        );
+        assert!(
+            host.exec(&["test", "-e", "/run/flt/units/noinstall.service"])
+                .is_ok_and(|o| !o.status.success())
+        );
+
+        // If the stop fails, unload keeps the file so the unit can still be stopped later.
+        load(
+            &mut agent,
+            "stubborn.service",
+            "[Unit]\nRefuseManualStop=yes\n\n[Service]\nExecStart=/bin/sleep 600\n",
+        );
+        agent.ok(|id| SystemdRequest::Reload { id });
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: "stubborn.service".into(),
+        });
+        let unload = agent.call(|id| SystemdRequest::Unload {
+            id,
+            name: "stubborn.service".into(),
+        });
+        let error = unload.expect_err("unload of a unit that refuses to stop must fail");
+        assert_eq!(
+            error.dbus_error_name(),
+            Some("org.freedesktop.systemd1.OnlyByDependency"),
+            "{error}"
+        );
+        assert!(
+            host.exec(&["test", "-e", "/run/flt/units/stubborn.service"])
+                .is_ok_and(|o| o.status.success())
+        );
+    }
+
+    #[test]
+    fn failing_unit_is_reported_failed_through_signals() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        // Polling every 60 s: a report within 10 s can only have come from a signal.
+        let mut agent = Agent::spawn(SystemdConfig {
+            poll_interval: Duration::from_secs(60),
+            ..config(host)
+        });
+        let name = "fails.service";
+        load(&mut agent, name, "[Service]\nExecStart=/bin/false\n");
+        agent.ok(|id| SystemdRequest::Reload { id });
+        agent.watch(name);
+        agent.wait_state(name, "inactive", "dead", Duration::from_secs(5));
+        let started = Instant::now();
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        agent.wait_state(name, "failed", "failed", Duration::from_secs(10));
+        let latency = started.elapsed();
+        println!(
+            "systemd signal latency: {name} (ExecStart=/bin/false) reported failed {:.1} ms after StartUnit was sent",
+            latency.as_secs_f64() * 1000.0
+        );
+    }
+
+    #[test]
+    fn restarted_driver_adopts_running_unit_without_restarting_it() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let name = "adopted.service";
+        let mut first = Agent::spawn(config(host));
+        load(&mut first, name, SLEEPER);
+        first.ok(|id| SystemdRequest::Reload { id });
+        first.watch(name);
+        first.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        first.wait_state(name, "active", "running", Duration::from_secs(10));
+        let client = SystemdClient::connect(&config(host)).unwrap_or_else(|e| panic!("{e}"));
+        let started_at = client
+            .exec_main_start_timestamp(name)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            started_at > 0,
+            "ExecMainStartTimestamp of a running service"
+        );
+        let main_pid = exec(
+            host,
+            &["systemctl", "show", "-p", "MainPID", "--value", name],
+        );
+        first.driver.shutdown();
+
+        // "fltd restarts": a new driver finds the file, re-issues load and start as an agent
+        // that lost its memory would, and the unit keeps running untouched.
+        let mut second = Agent::spawn(config(host));
+        assert_eq!(
+            second.ok(|id| SystemdRequest::ListUnitFiles { id }),
+            SystemdReply::UnitFiles(vec![name.into()])
+        );
+        second.watch(name);
+        second.wait_state(name, "active", "running", Duration::from_secs(5));
+        load(&mut second, name, SLEEPER);
+        second.ok(|id| SystemdRequest::Reload { id });
+        second.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            client
+                .exec_main_start_timestamp(name)
+                .unwrap_or_else(|e| panic!("{e}")),
+            started_at
+        );
+        assert_eq!(
+            exec(
+                host,
+                &["systemctl", "show", "-p", "MainPID", "--value", name]
+            ),
+            main_pid
+        );
+        assert_eq!(
+            client.system_state().unwrap_or_else(|e| panic!("{e}")),
+            "running"
+        );
+    }
+}

@@ -605,6 +605,7 @@ fn teardown_dirs(tree: &CgroupTree, state_dir: &Path, keep: bool) -> Result<(), 
             }
             _ => {}
         }
+        let _ = fs::remove_dir(STATE_ROOT); // fails while other clusters use it
     }
     Ok(())
 }
