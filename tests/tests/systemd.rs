@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flt_tests::testhost::{Cluster, ClusterConfig, Host, STATE_ROOT};
+use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host, STATE_ROOT};
 
 /// Polls `probe` until it returns `Some`, or panics saying what it waited for and the last
 /// value it saw.
@@ -72,7 +72,11 @@ mod harness {
         if !flt_tests::testhost::require_hosts() {
             return;
         }
-        let cluster = start(ClusterConfig::new(3));
+        let target = Bind::cargo_target_dir();
+        let cluster = start(ClusterConfig {
+            binds: vec![target.clone()],
+            ..ClusterConfig::new(3)
+        });
         let etcd = cluster.etcd_endpoint();
         let mut machine_ids = BTreeSet::new();
         let mut boot_ids = BTreeSet::new();
@@ -150,6 +154,35 @@ mod harness {
             local.contains("\"value\":\"hello\""),
             "test process read {local}"
         );
+        // Binaries built by cargo run inside through the read-only bind of the target dir.
+        let me = std::env::current_exe().expect("test binary path");
+        let relative = me
+            .strip_prefix(&target.source)
+            .expect("test binary lives in the cargo target dir");
+        let inside = target.target.join(relative);
+        let listed = exec(cluster.host(1), &[&inside.to_string_lossy(), "--list"]);
+        assert!(
+            listed.contains("hosts_boot_with_distinct_identities_and_reach_etcd"),
+            "{listed}"
+        );
+        let touch = cluster.host(1).exec(&[
+            "touch",
+            &target.target.join("flt-write-probe").to_string_lossy(),
+        ]);
+        assert!(
+            touch.is_ok_and(|o| !o.status.success()),
+            "the target dir bind must be read-only"
+        );
+        // Daemons run as transient units of the host's systemd.
+        cluster
+            .host(1)
+            .run_unit("flt-sleeper", &["/bin/sleep", "600"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            exec(cluster.host(1), &["systemctl", "is-active", "flt-sleeper"]),
+            "active"
+        );
+
         // Hosts reach each other over the bridge.
         let to_h1 = curl_in(
             cluster.host(1),
@@ -344,6 +377,54 @@ mod harness {
             })
             .expect("cgroup2 mount");
         Path::new(&root).join("flt-th").join(cluster.id())
+    }
+
+    #[test]
+    fn fixed_id_is_exclusive_and_destroy_removes_a_live_cluster() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let id = format!("flt-fixed-{}", std::process::id());
+        let fixed = || ClusterConfig {
+            id: Some(id.clone()),
+            ..ClusterConfig::new(1)
+        };
+        let first = start(fixed());
+        let second = Cluster::start(fixed());
+        assert!(
+            matches!(second, Err(flt_tests::testhost::Error::InUse { .. })),
+            "a live cluster's id must not be reused: {second:?}"
+        );
+        let pid = first.host(0).pid().expect("h1 runs");
+        flt_tests::testhost::destroy(&id).unwrap_or_else(|e| panic!("destroy {id}: {e}"));
+        assert!(!first.host(0).is_running(), "pid {pid} survived destroy");
+        assert!(!first.state_dir().exists());
+        drop(first); // teardown after destroy finds nothing left and must not fail
+        let again = start(fixed());
+        assert!(again.host(0).is_running());
+    }
+
+    /// Figures, not assertions: `cargo test -p flt-tests --test systemd -- --ignored
+    /// --nocapture boot_time_figures`. Boots 1 and 3 hosts three times each, one at a time.
+    #[test]
+    #[ignore = "benchmark: prints boot and teardown times"]
+    fn boot_time_figures() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        for hosts in [1, 3] {
+            for round in 1..=3 {
+                let cluster = start(ClusterConfig::new(hosts));
+                let boot = cluster.boot_time();
+                let started = Instant::now();
+                drop(cluster);
+                println!(
+                    "boot figures: {hosts} host(s), round {round}: etcd + all systemd running in {:.2}s, teardown {:.2}s",
+                    boot.as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
     }
 
     #[test]
@@ -771,17 +852,12 @@ mod driver {
         );
     }
 
-    #[test]
-    fn failing_unit_is_reported_failed_through_signals() {
-        if !flt_tests::testhost::require_hosts() {
-            return;
-        }
-        let cluster = start(ClusterConfig::new(1));
-        let host = cluster.host(0);
-        // Polling every 60 s: a report within 10 s can only have come from a signal.
+    /// Loads and starts a unit whose ExecStart fails, with polling every 60 s: a `failed`
+    /// report within 10 s can only have come from a signal. Returns the latency.
+    fn failed_unit_latency(config: SystemdConfig) -> Duration {
         let mut agent = Agent::spawn(SystemdConfig {
             poll_interval: Duration::from_secs(60),
-            ..config(host)
+            ..config
         });
         let name = "fails.service";
         load(&mut agent, name, "[Service]\nExecStart=/bin/false\n");
@@ -794,9 +870,18 @@ mod driver {
             name: name.into(),
         });
         agent.wait_state(name, "failed", "failed", Duration::from_secs(10));
-        let latency = started.elapsed();
+        started.elapsed()
+    }
+
+    #[test]
+    fn failing_unit_is_reported_failed_through_signals() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let latency = failed_unit_latency(config(cluster.host(0)));
         println!(
-            "systemd signal latency: {name} (ExecStart=/bin/false) reported failed {:.1} ms after StartUnit was sent",
+            "systemd signal latency (system bus): fails.service (ExecStart=/bin/false) reported failed {:.1} ms after StartUnit was sent",
             latency.as_secs_f64() * 1000.0
         );
     }

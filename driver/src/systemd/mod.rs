@@ -14,7 +14,10 @@
 //!
 //! Connection ([`BusAddress`]): the system bus; if that fails, systemd's private socket
 //! `unix:path=/run/systemd/private` (root only, no bus daemon, no `Hello`). Or an explicit bus
-//! address, e.g. a test host's bus seen through `/proc/<pid>/root`.
+//! address, e.g. a test host's bus seen through `/proc/<pid>/root`. systemd refuses private
+//! socket connections from a process outside its PID namespace (the peer's PID cannot be
+//! resolved: "Incoming private connection from unprivileged client, refusing: No data
+//! available"), so a driver outside a test host must use the host's bus socket.
 //!
 //! Unit files are written to `<units_dir>/<name>` (default `/run/flt/units`) atomically, and
 //! every name is checked ([`check_unit_name`]) before a path or a call is built from it. When

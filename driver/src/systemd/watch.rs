@@ -10,7 +10,7 @@ use dbus::message::{Message, MessageType};
 
 use super::client::{connect, list_units_by_names};
 use super::driver::SystemdEvent;
-use super::name::unit_object_path;
+use super::name::{check_unit_name, unit_object_path};
 use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -19,8 +19,9 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
 
-/// How long one wait for a signal lasts before control messages are looked at again.
-const SIGNAL_WAIT: Duration = Duration::from_millis(50);
+/// How long one wait for a signal lasts before control messages are looked at again: the
+/// latency of a new `Watch`, traded against idle wake-ups (signals themselves wake us at once).
+const SIGNAL_WAIT: Duration = Duration::from_millis(100);
 
 pub(crate) enum WatchControl {
     Watch(String),
@@ -183,6 +184,10 @@ impl WatchLoop {
         if self.watched.contains_key(&name) {
             return;
         }
+        if let Err(e) = check_unit_name(&name) {
+            log::warn!("not watching: {e}");
+            return;
+        }
         let path = unit_object_path(&name);
         if let Some(link) = &self.link
             && let Err(e) = link.add_match(&unit_rule(&path))
@@ -280,11 +285,11 @@ impl WatchLoop {
                 }
             }
             Err(e) => {
-                self.dirty.extend(names);
-                if !link.conn.channel().is_connected() {
-                    self.lost(e.to_string());
-                } else {
+                // Retried by the next poll (or, after a reconnect, at once): no hot retry loop.
+                if link.conn.channel().is_connected() {
                     log::warn!("re-reading unit states: {e}");
+                } else {
+                    self.lost(e.to_string());
                 }
             }
         }

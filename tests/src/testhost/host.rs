@@ -110,14 +110,6 @@ impl Host {
         ))
     }
 
-    /// Address of the host systemd's private socket (no bus daemon in between).
-    pub fn systemd_private_address(&self) -> Result<String, Error> {
-        Ok(format!(
-            "unix:path=/proc/{}/root/run/systemd/private",
-            self.running_pid()?
-        ))
-    }
-
     fn runtime(&self) -> MutexGuard<'_, Runtime> {
         self.runtime.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -524,7 +516,8 @@ impl Host {
             .map(|_| ())
     }
 
-    /// Pauses every process of the host at once (cgroup v2 freezer).
+    /// Pauses every process of the host at once (cgroup v2 freezer). `exec` into a frozen host
+    /// blocks until `thaw` (or fails after the 60 s command time-out).
     pub fn freeze(&self) -> Result<(), Error> {
         self.shared.cgroup.freeze(self.cgroup_name(), true)
     }

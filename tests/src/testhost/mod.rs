@@ -610,6 +610,22 @@ fn teardown_dirs(tree: &CgroupTree, state_dir: &Path, keep: bool) -> Result<(), 
     Ok(())
 }
 
+/// Tears down the cluster `id` whoever owns it: kills its processes, removes its cgroups and
+/// state dir. For a `down` command of a long-lived developer cluster started with a fixed id.
+pub fn destroy(id: &str) -> Result<(), Error> {
+    ClusterConfig {
+        id: Some(id.to_string()),
+        ..ClusterConfig::new(1)
+    }
+    .validate()?;
+    let cgroup2 = cgroup::cgroup2_mount()?;
+    teardown_dirs(
+        &CgroupTree::new(&cgroup2, id),
+        &Path::new(STATE_ROOT).join(id),
+        false,
+    )
+}
+
 /// Removes clusters whose owner process is gone (a crashed run), and the cluster `same_id`
 /// if it exists and its owner is gone. Fails if `same_id` is owned by a live process.
 fn sweep_stale(cgroup2: &Path, same_id: Option<&str>) -> Result<(), Error> {
