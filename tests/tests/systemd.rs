@@ -522,6 +522,9 @@ mod driver {
         driver: SystemdDriver,
         next_id: u64,
         states: BTreeMap<String, Option<UnitState>>,
+        expect_loss: bool,
+        losses: usize,
+        restores: usize,
     }
 
     impl Agent {
@@ -532,6 +535,9 @@ mod driver {
                 driver,
                 next_id: 1,
                 states: BTreeMap::new(),
+                expect_loss: false,
+                losses: 0,
+                restores: 0,
             }
         }
 
@@ -544,7 +550,11 @@ mod driver {
                 SystemdEvent::UnitState { name, state } => {
                     self.states.insert(name, state);
                 }
-                SystemdEvent::WatchLost { reason } => panic!("signal connection lost: {reason}"),
+                SystemdEvent::WatchLost { reason } => {
+                    assert!(self.expect_loss, "signal connection lost: {reason}");
+                    self.losses += 1;
+                }
+                SystemdEvent::WatchRestored => self.restores += 1,
                 _ => {}
             }
             None
@@ -884,6 +894,48 @@ mod driver {
             "systemd signal latency (system bus): fails.service (ExecStart=/bin/false) reported failed {:.1} ms after StartUnit was sent",
             latency.as_secs_f64() * 1000.0
         );
+    }
+
+    #[test]
+    fn driver_survives_a_restart_of_the_hosts_bus() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let mut agent = Agent::spawn(config(host));
+        agent.expect_loss = true;
+        let name = "survivor.service";
+        load(&mut agent, name, SLEEPER);
+        agent.ok(|id| SystemdRequest::Reload { id });
+        agent.watch(name);
+        agent.wait_state(name, "inactive", "dead", Duration::from_secs(5));
+
+        // Both of the driver's connections go down with the bus daemon.
+        let restarted = Instant::now();
+        exec(host, &["systemctl", "restart", "dbus.service"]);
+        while agent.restores == 0 {
+            let left = Duration::from_secs(15).saturating_sub(restarted.elapsed());
+            let event = agent.driver.events().recv_timeout(left);
+            let event = event.unwrap_or_else(|_| {
+                panic!(
+                    "no WatchRestored within 15s of a bus restart (losses seen: {})",
+                    agent.losses
+                )
+            });
+            agent.record(event);
+        }
+        assert_eq!(agent.losses, 1, "one WatchLost before WatchRestored");
+        println!(
+            "signal connection restored {:.2}s after the bus restart",
+            restarted.elapsed().as_secs_f64()
+        );
+        // The call thread reconnects on its own, and state reports flow again.
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: name.into(),
+        });
+        agent.wait_state(name, "active", "running", Duration::from_secs(10));
     }
 
     #[test]

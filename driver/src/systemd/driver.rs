@@ -210,13 +210,25 @@ fn serve(
     watcher.stop();
 }
 
-/// Runs `f`, reconnecting first if the connection was lost.
+/// Runs `f`, reconnecting first if the connection is known to be lost. A call that finds the
+/// connection broken is retried once on a new one: every request here is safe to repeat
+/// (rewrite + link, stop, start with "replace", reads).
 fn call<T>(
     client: &mut SystemdClient,
-    f: impl FnOnce(&SystemdClient) -> Result<T, SystemdError>,
+    f: impl Fn(&SystemdClient) -> Result<T, SystemdError>,
 ) -> Result<T, SystemdError> {
     if !client.is_connected() {
         client.reconnect()?;
     }
-    f(client)
+    match f(client) {
+        Err(e)
+            if e.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
+                || !client.is_connected() =>
+        {
+            log::info!("systemd connection lost ({e}); reconnecting");
+            client.reconnect()?;
+            f(client)
+        }
+        result => result,
+    }
 }
