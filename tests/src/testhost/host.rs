@@ -210,18 +210,18 @@ impl Host {
                 }
             })?;
         }
+        // The kernel dismantles a dead namespace's devices asynchronously (cleanup_net).
         let veth = format!("v{}", self.name);
-        if self
-            .shared
-            .in_infra("ip", &["link", "show", &veth], None)
-            .is_ok()
-        {
-            return Err(Error::Timeout {
-                what: format!("{veth} of killed host {} to leave the bridge", self.name),
-                waited: Duration::ZERO,
-                detail: String::new(),
-            });
-        }
+        wait_until(Duration::from_secs(10), || {
+            self.shared
+                .in_infra("ip", &["link", "show", &veth], None)
+                .is_err()
+        })
+        .map_err(|waited| Error::Timeout {
+            what: format!("{veth} of killed host {} to leave the bridge", self.name),
+            waited,
+            detail: String::new(),
+        })?;
         self.runtime().pid = None;
         self.reap();
         Ok(())
