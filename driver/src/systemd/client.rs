@@ -132,7 +132,10 @@ impl SystemdClient {
                 Ok((false, _)) => Some(SystemdError::NoInstallInfo {
                     unit: name.to_string(),
                 }),
-                Err(e) => Some(e),
+                Err(e) => Some(SystemdError::Enable {
+                    unit: name.to_string(),
+                    cause: Box::new(e),
+                }),
             };
             if let Some(error) = failure {
                 // A half-loaded unit must not linger: drop the link and the file.

@@ -126,6 +126,11 @@ pub enum SystemdError {
     },
     /// `EnableUnitFiles` reported that the unit has no install information.
     NoInstallInfo { unit: String },
+    /// `EnableUnitFiles` failed for a unit with an `[Install]` section.
+    Enable {
+        unit: String,
+        cause: Box<SystemdError>,
+    },
     /// Several steps failed (unload: disable, reset-failed, delete).
     Several(Vec<SystemdError>),
     /// The driver's threads are gone.
@@ -190,6 +195,9 @@ impl fmt::Display for SystemdError {
                     "Failed to enable systemd unit {unit}: unit has no install information"
                 )
             }
+            SystemdError::Enable { unit, cause } => {
+                write!(f, "Failed to enable systemd unit {unit}: {cause}")
+            }
             SystemdError::Several(errors) => {
                 let parts: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 write!(f, "{}", parts.join("; "))
@@ -204,6 +212,7 @@ impl std::error::Error for SystemdError {
         match self {
             SystemdError::Io { source, .. } => Some(source),
             SystemdError::Name(e) => Some(e),
+            SystemdError::Enable { cause, .. } => Some(cause.as_ref()),
             _ => None,
         }
     }
