@@ -235,7 +235,17 @@ mod harness {
             started.elapsed().as_secs_f64()
         );
         assert!(!h1.is_running());
-        assert!(!Path::new(&format!("/proc/{old_pid}")).exists() || h1.pid().is_none());
+        // The PID may be a zombie awaiting its reaper, or reused by an unrelated process, but
+        // it is no live process of the cluster.
+        let stat = fs::read_to_string(format!("/proc/{old_pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']));
+        let old_cgroup = fs::read_to_string(format!("/proc/{old_pid}/cgroup")).unwrap_or_default();
+        assert!(
+            zombie || !old_cgroup.contains(cluster.id()),
+            "pid {old_pid} alive in the cluster: {stat}"
+        );
         assert!(
             h1.exec(&["true"]).is_err(),
             "exec into a killed host must fail"

@@ -200,6 +200,9 @@ impl Host {
         let Some(pid) = pid else { return Ok(()) };
         self.shared.cgroup.signal(pid, Signal::SIGKILL);
         let dir = self.shared.cgroup.dir().join(self.cgroup_name());
+        // Give the supervisor a moment to reap PID 1 and exit by itself (fewer zombies for
+        // the machine's init); cgroup.kill then takes whatever is left.
+        let _ = wait_until(Duration::from_secs(2), || !CgroupTree::populated(&dir));
         CgroupTree::kill_all(&dir, Duration::from_secs(10))?;
         if let Some(netns) = netns {
             wait_until(Duration::from_secs(10), || !netns_in_use(netns)).map_err(|waited| {

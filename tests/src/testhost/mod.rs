@@ -509,6 +509,10 @@ impl Cluster {
         self.shared
             .cgroup
             .signal(self.shared.infra_pid, nix::sys::signal::Signal::SIGKILL);
+        // As in Host::kill: let the supervisors reap their PID 1 before the sweep.
+        let _ = cgroup::wait_until(Duration::from_secs(1), || {
+            !CgroupTree::populated(self.shared.cgroup.dir())
+        });
         let keep = self.keep_state || std::thread::panicking();
         let result = teardown_dirs(&self.shared.cgroup, &self.shared.state_dir, keep);
         // Reap our direct children; they are dead once the cgroup is empty.
