@@ -454,6 +454,7 @@ impl Cluster {
 
     /// etcd's client URL for the test process itself: a loopback port forwarded into the
     /// infra namespace. While etcd is down a connection is accepted and then closed at once.
+    /// Host partitions do not affect it (it does not cross the bridge ports).
     pub fn etcd_local_endpoint(&self) -> String {
         self.etcd.local_endpoint()
     }
