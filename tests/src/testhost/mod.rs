@@ -12,6 +12,27 @@
 //! drop(cluster); // kills everything and removes cgroups and state
 //! ```
 //!
+//! # Recipes
+//! - Run a project binary in a host, supervised by the host's systemd like on a real machine:
+//!   boot with `binds: vec![Bind::cargo_target_dir()]`, then
+//!   `host.run_unit("fltd", &["env", &format!("FLT_ETCD_SERVERS={}", cluster.etcd_endpoint()),
+//!   "/opt/flt/target/debug/fltd"])` (whatever flags fltd takes);
+//!   read its logs with `host.logs(&["-u", "fltd"])` (works after `kill` too).
+//! - Drive a host's systemd from the test process: D-Bus at [`Host::system_bus_address`]
+//!   (`unix:path=/proc/<pid>/root/run/dbus/system_bus_socket`) and files below [`Host::root`]
+//!   (see `flt_driver::systemd::SystemdConfig::fs_root`). systemd's private socket refuses
+//!   peers outside the host's PID namespace, so use the bus.
+//! - Talk to etcd from the test process: [`Cluster::etcd_local_endpoint`]; from inside a host:
+//!   [`Cluster::etcd_endpoint`] (also reachable as `http://etcd:2379` via `/etc/hosts`).
+//! - Faults: [`Host::kill`] (SIGKILL of PID 1), [`Host::stop`] (poweroff), [`Host::start`],
+//!   [`Host::net_down`]/[`Host::net_up`], [`Host::partition_from_etcd`], [`Host::isolate`],
+//!   [`Cluster::partition_pair`], [`Host::heal`], [`Host::freeze`]/[`Host::thaw`],
+//!   [`Cluster::etcd_stop`]/[`Cluster::etcd_kill`]/[`Cluster::etcd_start`].
+//! - A long-lived developer cluster: start with a fixed [`ClusterConfig::id`], tear it down
+//!   from another process with [`destroy`].
+//! - Every external command the harness runs is killed after 60 s, so a hung tool becomes an
+//!   error naming it instead of a hung test.
+//!
 //! # What a host is
 //! Each host has its own PID, mount, UTS, IPC, network and cgroup namespaces; a copy-on-write
 //! root (overlayfs, lower = the machine's `/`, upper = a private tmpfs); private `/tmp`, `/run`
