@@ -509,7 +509,7 @@ mod driver {
 
     use flt_driver::systemd::{
         BusAddress, OpId, SystemdClient, SystemdConfig, SystemdDriver, SystemdError, SystemdEvent,
-        SystemdReply, SystemdRequest, UnitState,
+        SystemdReply, SystemdRequest, UnitState, has_install_section,
     };
 
     use super::*;
@@ -609,6 +609,21 @@ mod driver {
                 .expect("driver running");
         }
 
+        /// Waits until the driver reports that it no longer follows `name` (state `None`).
+        fn wait_unfollowed(&mut self, name: &str, timeout: Duration) {
+            let start = Instant::now();
+            while self.states.get(name).is_none_or(Option::is_some) {
+                let left = timeout.saturating_sub(start.elapsed());
+                let event = self.driver.events().recv_timeout(left);
+                let event = event.unwrap_or_else(|_| {
+                    panic!("timed out after {timeout:?} waiting for the driver to stop following {name}")
+                });
+                if let Some((id, result)) = self.record(event) {
+                    panic!("unexpected reply {id:?}: {result:?}");
+                }
+            }
+        }
+
         /// Waits for a state report with this active/sub state; returns how long it took.
         fn wait_state(
             &mut self,
@@ -647,6 +662,7 @@ mod driver {
             id,
             name: name.into(),
             contents: contents.into(),
+            enable: has_install_section(contents),
         });
         assert_eq!(reply, SystemdReply::Done);
     }
@@ -675,6 +691,7 @@ mod driver {
             id,
             name: "../evil.service".into(),
             contents: SLEEPER.into(),
+            enable: false,
         });
         assert!(
             matches!(refused, Err(SystemdError::Name(_))),
@@ -741,12 +758,12 @@ mod driver {
         });
         agent.wait_state(name, "active", "running", Duration::from_secs(10));
 
-        // Unload stops the running unit, unlinks it and deletes the file.
+        // Unload stops the running unit, unlinks it, deletes the file and stops following it.
         agent.ok(|id| SystemdRequest::Unload {
             id,
             name: name.into(),
         });
-        agent.wait_state(name, "inactive", "dead", Duration::from_secs(10));
+        agent.wait_unfollowed(name, Duration::from_secs(5));
         assert!(
             host.exec(&["test", "-e", "/run/flt/units/hello.service"])
                 .is_ok_and(|o| !o.status.success())
@@ -754,6 +771,20 @@ mod driver {
         assert!(
             host.exec(&["test", "-e", "/run/systemd/system/hello.service"])
                 .is_ok_and(|o| !o.status.success())
+        );
+        let listed = agent.ok(|id| SystemdRequest::ListStates {
+            id,
+            names: vec![name.into()],
+        });
+        let SystemdReply::States(states) = listed else {
+            panic!("{listed:?}")
+        };
+        assert_eq!(
+            (
+                states[0].1.active_state.as_str(),
+                states[0].1.sub_state.as_str()
+            ),
+            ("inactive", "dead")
         );
         agent.ok(|id| SystemdRequest::Reload { id });
         let listed = agent.ok(|id| SystemdRequest::ListStates {
@@ -768,21 +799,22 @@ mod driver {
             "after unload + reload: {states:?}"
         );
 
+        // A unit systemd never knew counts as stopped: its unload succeeds.
+        agent.ok(|id| SystemdRequest::Unload {
+            id,
+            name: "ghost.service".into(),
+        });
+        // Explicit watches: reported (as not-found) until unwatched.
+        agent.watch("ghost.service");
+        agent.wait_state("ghost.service", "inactive", "dead", Duration::from_secs(5));
         agent
             .driver
             .requests()
-            .send(SystemdRequest::Unwatch { name: name.into() })
+            .send(SystemdRequest::Unwatch {
+                name: "ghost.service".into(),
+            })
             .expect("driver");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while agent.states.get(name).is_some_and(Option::is_some) {
-            let event = agent
-                .driver
-                .events()
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
-            let event =
-                event.unwrap_or_else(|_| panic!("no nil state for {name} after Unwatch within 5s"));
-            agent.record(event);
-        }
+        agent.wait_unfollowed("ghost.service", Duration::from_secs(5));
     }
 
     #[test]
@@ -835,6 +867,7 @@ mod driver {
             id,
             name: "noinstall.service".into(),
             contents: "[Service]\nExecStart=/bin/true\n\n[Install]\n".into(),
+            enable: true,
         });
         assert!(
             matches!(empty_install, Err(SystemdError::NoInstallInfo { .. })),
@@ -986,7 +1019,24 @@ mod driver {
             second.ok(|id| SystemdRequest::ListUnitFiles { id }),
             SystemdReply::UnitFiles(vec![name.into()])
         );
-        second.watch(name);
+        let inventory = second.ok(|id| SystemdRequest::Inventory { id });
+        let SystemdReply::Inventory(entries) = inventory else {
+            panic!("{inventory:?}")
+        };
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(
+            (entries[0].name.as_str(), entries[0].text.as_str()),
+            (name, SLEEPER)
+        );
+        let state = entries[0]
+            .state
+            .as_ref()
+            .expect("systemd's view of the adopted unit");
+        assert_eq!(
+            (state.active_state.as_str(), state.sub_state.as_str()),
+            ("active", "running")
+        );
+        // Inventory units are followed without an explicit Watch.
         second.wait_state(name, "active", "running", Duration::from_secs(5));
         load(&mut second, name, SLEEPER);
         second.ok(|id| SystemdRequest::Reload { id });

@@ -8,7 +8,9 @@ use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
 use dbus::blocking::{Connection, Proxy};
 use dbus::channel::Channel;
 
-use super::files::{UnitFiles, has_install_section};
+use super::files::UnitFiles;
+#[allow(unused_imports)] // linked from the docs
+use super::files::has_install_section;
 use super::name::{check_unit_name, unit_object_path};
 use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
 
@@ -16,6 +18,7 @@ const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PRIVATE_SOCKET: &str = "unix:path=/run/systemd/private";
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
 /// One entry of the changes `LinkUnitFiles`/`EnableUnitFiles`/`DisableUnitFiles` report:
 /// (`symlink`/`unlink`, file, destination).
@@ -24,6 +27,16 @@ pub struct UnitFileChange {
     pub kind: String,
     pub file: String,
     pub destination: String,
+}
+
+/// One unit file found in the units directory, with systemd's view of the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryEntry {
+    pub name: String,
+    /// The file's content, as read.
+    pub text: String,
+    /// systemd's view (`None` if `ListUnitsByNames` did not mention it).
+    pub state: Option<UnitState>,
 }
 
 /// A property value, for the types systemd uses in the properties flt reads.
@@ -118,14 +131,15 @@ impl SystemdClient {
         self.conn.with_proxy(SYSTEMD, MANAGER_PATH, self.timeout)
     }
 
-    /// Writes the unit file and links it (and enables it if it has an `[Install]` section).
-    /// No daemon-reload; call [`SystemdClient::reload`] after a batch.
-    pub fn load_unit(&self, name: &str, contents: &str) -> Result<(), SystemdError> {
+    /// Writes the unit file and links it; with `enable` (the unit has an `[Install]` section,
+    /// see [`has_install_section`]) also enables it. Idempotent. No daemon-reload; call
+    /// [`SystemdClient::reload`] after a batch.
+    pub fn load_unit(&self, name: &str, contents: &str, enable: bool) -> Result<(), SystemdError> {
         let path = self.files.systemd_path(name)?;
         self.files.write(name, contents)?;
         let path = path.to_string_lossy().into_owned();
         self.link_unit_files(&[path.as_str()])?;
-        if has_install_section(contents) {
+        if enable {
             let enabled = self.enable_unit_files(&[path.as_str()]);
             let failure = match enabled {
                 Ok((true, _)) => None,
@@ -147,17 +161,24 @@ impl SystemdClient {
         Ok(())
     }
 
-    /// Stop; then, only if the stop succeeded, disable, reset-failed and delete the file.
+    /// Stop; then, only if the stop succeeded, disable, reset-failed and delete the file. A
+    /// unit systemd does not know (`NoSuchUnit` from the stop) counts as stopped.
     pub fn unload_unit(&self, name: &str) -> Result<(), SystemdError> {
         check_unit_name(name)?;
-        self.stop_unit(name)?;
+        if let Err(e) = self.stop_unit(name)
+            && e.dbus_error_name() != Some(NO_SUCH_UNIT)
+        {
+            return Err(e);
+        }
         let mut errors = Vec::new();
-        if let Err(e) = self.disable_unit_files(&[name]) {
+        // A unit without a unit file or not loaded has nothing to disable or reset.
+        if let Err(e) = self.disable_unit_files(&[name])
+            && e.dbus_error_name() != Some(NO_SUCH_UNIT)
+        {
             errors.push(e);
         }
-        // A unit that is not loaded has nothing to reset: not an error.
         if let Err(e) = self.reset_failed_unit(name)
-            && e.dbus_error_name() != Some("org.freedesktop.systemd1.NoSuchUnit")
+            && e.dbus_error_name() != Some(NO_SUCH_UNIT)
         {
             errors.push(e);
         }
@@ -169,6 +190,24 @@ impl SystemdClient {
             1 => Err(errors.remove(0)),
             _ => Err(SystemdError::Several(errors)),
         }
+    }
+
+    /// Every unit file in the units directory with its text and systemd's view of it: what
+    /// a restarted agent adopts.
+    pub fn inventory(&self) -> Result<Vec<InventoryEntry>, SystemdError> {
+        let names = self.files.list()?;
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut states: BTreeMap<String, UnitState> =
+            self.list_units_by_names(&refs)?.into_iter().collect();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            // A file deleted since the listing is simply not part of the inventory.
+            if let Some(text) = self.files.read(&name)? {
+                let state = states.remove(&name);
+                entries.push(InventoryEntry { name, text, state });
+            }
+        }
+        Ok(entries)
     }
 
     /// `LinkUnitFiles(paths, runtime=true, force=true)`.

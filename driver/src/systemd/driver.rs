@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, select};
 use flt_core::registry::OpId;
 
-use super::client::SystemdClient;
+use super::client::{InventoryEntry, SystemdClient};
 use super::watch::Watcher;
 use super::{SystemdConfig, SystemdError, UnitState};
 
@@ -15,13 +15,16 @@ use super::{SystemdConfig, SystemdError, UnitState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SystemdRequest {
-    /// Write the unit file, link it, enable it if it has `[Install]`. Reply: `Done`.
+    /// Write the unit file, link it, and with `enable` (it has `[Install]`) enable it; then
+    /// follow its state. Reply: `Done`.
     Load {
         id: OpId,
         name: String,
         contents: String,
+        enable: bool,
     },
-    /// Stop; if that worked, disable, reset-failed and delete the file. Reply: `Done`.
+    /// Stop; if that worked, disable, reset-failed, delete the file and stop following it.
+    /// Reply: `Done`.
     Unload { id: OpId, name: String },
     /// `StartUnit(name, "replace")`, not waiting for the job. Reply: `Job(path)`.
     Start { id: OpId, name: String },
@@ -31,9 +34,11 @@ pub enum SystemdRequest {
     Reload { id: OpId },
     /// `ListUnitsByNames`. Reply: `States`.
     ListStates { id: OpId, names: Vec<String> },
-    /// The unit files present in the units directory (for adoption after a restart).
-    /// Reply: `UnitFiles`.
+    /// The unit files present in the units directory (names only). Reply: `UnitFiles`.
     ListUnitFiles { id: OpId },
+    /// Every unit file with its text and systemd's view; follows each from now on (what a
+    /// restarted agent adopts). Reply: `Inventory`.
+    Inventory { id: OpId },
     /// The manager's `SystemState` (`stopping` = the machine is shutting down).
     /// Reply: `SystemState`.
     SystemState { id: OpId },
@@ -51,6 +56,7 @@ pub enum SystemdReply {
     Job(String),
     States(Vec<(String, UnitState)>),
     UnitFiles(Vec<String>),
+    Inventory(Vec<InventoryEntry>),
     SystemState(String),
 }
 
@@ -162,18 +168,34 @@ fn serve(
                 watcher.unwatch(name);
                 continue;
             }
-            SystemdRequest::Load { id, name, contents } => (
+            SystemdRequest::Load {
                 id,
-                call(&mut client, |c| {
-                    c.load_unit(&name, &contents).map(|()| SystemdReply::Done)
-                }),
-            ),
-            SystemdRequest::Unload { id, name } => (
-                id,
-                call(&mut client, |c| {
-                    c.unload_unit(&name).map(|()| SystemdReply::Done)
-                }),
-            ),
+                name,
+                contents,
+                enable,
+            } => {
+                let result = call(&mut client, |c| c.load_unit(&name, &contents, enable));
+                if result.is_ok() {
+                    watcher.watch(name);
+                }
+                (id, result.map(|()| SystemdReply::Done))
+            }
+            SystemdRequest::Unload { id, name } => {
+                let result = call(&mut client, |c| c.unload_unit(&name));
+                if result.is_ok() {
+                    watcher.unwatch(name);
+                }
+                (id, result.map(|()| SystemdReply::Done))
+            }
+            SystemdRequest::Inventory { id } => {
+                let result = call(&mut client, SystemdClient::inventory);
+                if let Ok(entries) = &result {
+                    for entry in entries {
+                        watcher.watch(entry.name.clone());
+                    }
+                }
+                (id, result.map(SystemdReply::Inventory))
+            }
             SystemdRequest::Start { id, name } => (
                 id,
                 call(&mut client, |c| c.start_unit(&name).map(SystemdReply::Job)),

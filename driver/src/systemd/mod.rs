@@ -24,12 +24,17 @@
 //! the driver runs outside the machine whose systemd it drives, `fs_root` is the prefix for
 //! its own file operations while systemd is given `units_dir` itself.
 //!
-//! Load: write file, `LinkUnitFiles([path], runtime, force)`, and for units with `[Install]`
-//! `EnableUnitFiles([path], runtime, force)`; if enabling fails or reports no install info,
-//! the file is removed again and the load fails. No daemon-reload: send `Reload` after a batch.
-//! Unload: `StopUnit`; only if that succeeded, `DisableUnitFiles([name], runtime)`,
+//! Load: write file, `LinkUnitFiles([path], runtime, force)`, and when asked to enable (the
+//! unit has `[Install]`) `EnableUnitFiles([path], runtime, force)`; if enabling fails or
+//! reports no install info, the file is removed again and the load fails. No daemon-reload:
+//! send `Reload` after a batch. Unload: `StopUnit` (a unit systemd does not know counts as
+//! stopped); only if that succeeded, `DisableUnitFiles([name], runtime)`,
 //! `ResetFailedUnit(name)` and delete the file (errors of those are collected together). If
 //! the stop fails, the file is kept so the unit can still be stopped later.
+//!
+//! The driver follows (reports [`SystemdEvent::UnitState`] for) every unit it has in the
+//! units directory: those of an `Inventory`, plus every successful `Load`, minus every
+//! successful `Unload`, plus any explicit `Watch`.
 
 mod client;
 mod driver;
@@ -41,7 +46,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use client::{PropertyValue, SystemdClient, UnitFileChange};
+pub use client::{InventoryEntry, PropertyValue, SystemdClient, UnitFileChange};
 pub use driver::{SystemdDriver, SystemdEvent, SystemdReply, SystemdRequest};
 pub use files::{UnitFiles, has_install_section};
 pub use flt_core::registry::OpId;
