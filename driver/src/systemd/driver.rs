@@ -1,0 +1,256 @@
+//! The thread-based driver: requests in, replies and unit-state changes out.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, select};
+use flt_core::registry::OpId;
+
+use super::client::{InventoryEntry, SystemdClient};
+use super::watch::Watcher;
+use super::{SystemdConfig, SystemdError, UnitState};
+
+/// What the agent asks of systemd. Requests with an `id` are answered by exactly one
+/// [`SystemdEvent::Reply`] with that id, in the order they were sent. `Watch`/`Unwatch` have no
+/// reply: they start/stop [`SystemdEvent::UnitState`] reports for a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SystemdRequest {
+    /// Write the unit file, link it, and with `enable` (it has `[Install]`) enable it; then
+    /// follow its state. Reply: `Done`.
+    Load {
+        id: OpId,
+        name: String,
+        contents: String,
+        enable: bool,
+    },
+    /// Stop; if that worked, disable, reset-failed, delete the file and stop following it.
+    /// Reply: `Done`.
+    Unload { id: OpId, name: String },
+    /// `StartUnit(name, "replace")`, not waiting for the job. Reply: `Job(path)`.
+    Start { id: OpId, name: String },
+    /// `StopUnit(name, "replace")`. Reply: `Job(path)`.
+    Stop { id: OpId, name: String },
+    /// daemon-reload. Reply: `Done`.
+    Reload { id: OpId },
+    /// `ListUnitsByNames`. Reply: `States`.
+    ListStates { id: OpId, names: Vec<String> },
+    /// The unit files present in the units directory (names only). Reply: `UnitFiles`.
+    ListUnitFiles { id: OpId },
+    /// Every unit file with its text and systemd's view; follows each from now on (what a
+    /// restarted agent adopts). Reply: `Inventory`.
+    Inventory { id: OpId },
+    /// The manager's `SystemState` (`stopping` = the machine is shutting down).
+    /// Reply: `SystemState`.
+    SystemState { id: OpId },
+    /// Report this unit's state now and on every change.
+    Watch { name: String },
+    /// Stop reporting; answered by one `UnitState { state: None }`.
+    Unwatch { name: String },
+}
+
+/// The successful outcome of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SystemdReply {
+    Done,
+    Job(String),
+    States(Vec<(String, UnitState)>),
+    UnitFiles(Vec<String>),
+    Inventory(Vec<InventoryEntry>),
+    SystemState(String),
+}
+
+/// What the driver reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SystemdEvent {
+    /// The answer to the request with this id.
+    Reply {
+        id: OpId,
+        result: Result<SystemdReply, SystemdError>,
+    },
+    /// A watched unit's state changed (or was read for the first time); `None` after
+    /// `Unwatch`.
+    UnitState {
+        name: String,
+        state: Option<UnitState>,
+    },
+    /// The signal connection broke; states are not reported until `WatchRestored`.
+    WatchLost { reason: String },
+    /// The signal connection is back; every watched unit is re-read (changes reported).
+    WatchRestored,
+}
+
+/// Two threads around systemd: calls (one connection) and signals (another).
+#[derive(Debug)]
+pub struct SystemdDriver {
+    requests: Sender<SystemdRequest>,
+    events: Receiver<SystemdEvent>,
+    stop: Option<Sender<()>>,
+    call_thread: Option<JoinHandle<()>>,
+}
+
+impl SystemdDriver {
+    /// Connects both threads (failing here if systemd cannot be reached) and starts them.
+    pub fn spawn(config: SystemdConfig) -> Result<Self, SystemdError> {
+        let client = SystemdClient::connect(&config)?;
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let watcher = Watcher::spawn(&config, events_tx.clone())?;
+        let (requests, requests_rx) = crossbeam_channel::unbounded();
+        let (stop, stop_rx) = crossbeam_channel::bounded(1);
+        let call_thread = std::thread::Builder::new()
+            .name("systemd-calls".into())
+            .spawn(move || serve(client, watcher, &requests_rx, &stop_rx, &events_tx))
+            .map_err(|e| SystemdError::Connect {
+                address: "systemd-calls thread".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            requests,
+            events,
+            stop: Some(stop),
+            call_thread: Some(call_thread),
+        })
+    }
+
+    /// Where to send requests (clone it freely).
+    pub fn requests(&self) -> &Sender<SystemdRequest> {
+        &self.requests
+    }
+
+    /// Replies and state reports.
+    pub fn events(&self) -> &Receiver<SystemdEvent> {
+        &self.events
+    }
+
+    /// Stops both threads and closes both connections. Units keep running: systemd owns them.
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.call_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SystemdDriver {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+fn serve(
+    mut client: SystemdClient,
+    mut watcher: Watcher,
+    requests: &Receiver<SystemdRequest>,
+    stop: &Receiver<()>,
+    events: &Sender<SystemdEvent>,
+) {
+    loop {
+        let request = select! {
+            recv(requests) -> request => match request {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+            recv(stop) -> _ => break,
+        };
+        let (id, result) = match request {
+            SystemdRequest::Watch { name } => {
+                watcher.watch(name);
+                continue;
+            }
+            SystemdRequest::Unwatch { name } => {
+                watcher.unwatch(name);
+                continue;
+            }
+            SystemdRequest::Load {
+                id,
+                name,
+                contents,
+                enable,
+            } => {
+                let result = call(&mut client, |c| c.load_unit(&name, &contents, enable));
+                if result.is_ok() {
+                    watcher.watch(name);
+                }
+                (id, result.map(|()| SystemdReply::Done))
+            }
+            SystemdRequest::Unload { id, name } => {
+                let result = call(&mut client, |c| c.unload_unit(&name));
+                if result.is_ok() {
+                    watcher.unwatch(name);
+                }
+                (id, result.map(|()| SystemdReply::Done))
+            }
+            SystemdRequest::Inventory { id } => {
+                let result = call(&mut client, SystemdClient::inventory);
+                if let Ok(entries) = &result {
+                    for entry in entries {
+                        watcher.watch(entry.name.clone());
+                    }
+                }
+                (id, result.map(SystemdReply::Inventory))
+            }
+            SystemdRequest::Start { id, name } => (
+                id,
+                call(&mut client, |c| c.start_unit(&name).map(SystemdReply::Job)),
+            ),
+            SystemdRequest::Stop { id, name } => (
+                id,
+                call(&mut client, |c| c.stop_unit(&name).map(SystemdReply::Job)),
+            ),
+            SystemdRequest::Reload { id } => (
+                id,
+                call(&mut client, |c| c.reload().map(|()| SystemdReply::Done)),
+            ),
+            SystemdRequest::ListStates { id, names } => (
+                id,
+                call(&mut client, |c| {
+                    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                    c.list_units_by_names(&refs).map(SystemdReply::States)
+                }),
+            ),
+            SystemdRequest::ListUnitFiles { id } => {
+                (id, client.unit_files().list().map(SystemdReply::UnitFiles))
+            }
+            SystemdRequest::SystemState { id } => (
+                id,
+                call(&mut client, |c| {
+                    c.system_state().map(SystemdReply::SystemState)
+                }),
+            ),
+        };
+        if events.send(SystemdEvent::Reply { id, result }).is_err() {
+            break;
+        }
+    }
+    watcher.stop();
+}
+
+/// Runs `f`, reconnecting first if the connection is known to be lost. A call that finds the
+/// connection broken is retried once on a new one: every request here is safe to repeat
+/// (rewrite + link, stop, start with "replace", reads).
+fn call<T>(
+    client: &mut SystemdClient,
+    f: impl Fn(&SystemdClient) -> Result<T, SystemdError>,
+) -> Result<T, SystemdError> {
+    if !client.is_connected() {
+        client.reconnect()?;
+    }
+    match f(client) {
+        Err(e)
+            if e.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
+                || !client.is_connected() =>
+        {
+            log::info!("systemd connection lost ({e}); reconnecting");
+            client.reconnect()?;
+            f(client)
+        }
+        result => result,
+    }
+}

@@ -1,0 +1,334 @@
+//! The watch thread: systemd's signals for the units flt watches, plus a periodic re-read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use dbus::blocking::Connection;
+use dbus::message::{Message, MessageType};
+
+use super::client::{connect, list_units_by_names};
+use super::driver::SystemdEvent;
+use super::name::{check_unit_name, unit_object_path};
+use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
+
+/// How long one wait for a signal lasts before control messages are looked at again: the
+/// latency of a new `Watch`, traded against idle wake-ups (signals themselves wake us at once).
+const SIGNAL_WAIT: Duration = Duration::from_millis(100);
+
+pub(crate) enum WatchControl {
+    Watch(String),
+    Unwatch(String),
+    Stop,
+}
+
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    control: Sender<WatchControl>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Connects and subscribes before returning, so a connection problem is reported to the
+    /// caller of `SystemdDriver::spawn` rather than lost in a thread.
+    pub(crate) fn spawn(
+        config: &SystemdConfig,
+        events: Sender<SystemdEvent>,
+    ) -> Result<Self, SystemdError> {
+        let link = Link::open(&config.bus, config.call_timeout)?;
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        let mut state = WatchLoop {
+            link: Some(link),
+            bus: config.bus.clone(),
+            timeout: config.call_timeout,
+            poll_interval: config.poll_interval,
+            watched: BTreeMap::new(),
+            by_path: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            events,
+            control: control_rx,
+            stopping: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("systemd-watch".into())
+            .spawn(move || state.run())
+            .map_err(|e| SystemdError::Connect {
+                address: "systemd-watch thread".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn watch(&self, name: String) {
+        let _ = self.control.send(WatchControl::Watch(name));
+    }
+
+    pub(crate) fn unwatch(&self, name: String) {
+        let _ = self.control.send(WatchControl::Unwatch(name));
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let _ = self.control.send(WatchControl::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A subscribed connection.
+struct Link {
+    conn: Connection,
+    /// No bus daemon (systemd's private socket): no AddMatch; filter everything locally.
+    direct: bool,
+}
+
+impl Link {
+    fn open(bus: &BusAddress, timeout: Duration) -> Result<Self, SystemdError> {
+        let (conn, direct) = connect(bus)?;
+        // systemd emits unit signals only while some client is subscribed.
+        conn.with_proxy(SYSTEMD, MANAGER_PATH, timeout)
+            .method_call::<(), _, _, _>(MANAGER, "Subscribe", ())
+            .map_err(|e| SystemdError::call("Subscribe", "", &e))?;
+        let link = Self { conn, direct };
+        link.add_match(JOB_REMOVED_RULE)?;
+        Ok(link)
+    }
+
+    fn add_match(&self, rule: &str) -> Result<(), SystemdError> {
+        if self.direct {
+            return Ok(());
+        }
+        self.conn
+            .add_match_no_cb(rule)
+            .map_err(|e| SystemdError::call("AddMatch", rule, &e))
+    }
+
+    fn remove_match(&self, rule: &str) {
+        if !self.direct {
+            let _ = self.conn.remove_match_no_cb(rule);
+        }
+    }
+}
+
+fn unit_rule(path: &str) -> String {
+    format!(
+        "type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',member='PropertiesChanged',path='{path}'"
+    )
+}
+
+struct WatchLoop {
+    link: Option<Link>,
+    bus: BusAddress,
+    timeout: Duration,
+    poll_interval: Duration,
+    /// Watched unit → last state reported (None before the first report).
+    watched: BTreeMap<String, Option<UnitState>>,
+    /// Unit object path → unit name, to map `PropertiesChanged` back to a unit.
+    by_path: BTreeMap<String, String>,
+    /// Units a signal (or a poll) says to re-read.
+    dirty: BTreeSet<String>,
+    events: Sender<SystemdEvent>,
+    control: Receiver<WatchControl>,
+    stopping: bool,
+}
+
+impl WatchLoop {
+    fn run(&mut self) {
+        let mut next_poll = Instant::now() + self.poll_interval;
+        loop {
+            if self.stopping || !self.drain_control() {
+                return;
+            }
+            if self.link.is_none() && !self.reconnect() {
+                continue;
+            }
+            self.receive_signals();
+            if Instant::now() >= next_poll {
+                // The fallback: re-read everything, whatever signals we got (or lost).
+                self.dirty.extend(self.watched.keys().cloned());
+                next_poll = Instant::now() + self.poll_interval;
+            }
+            self.refresh_dirty();
+        }
+    }
+
+    /// Applies pending watch/unwatch requests. Returns false when the thread must stop.
+    fn drain_control(&mut self) -> bool {
+        loop {
+            match self.control.try_recv() {
+                Ok(WatchControl::Watch(name)) => self.watch(name),
+                Ok(WatchControl::Unwatch(name)) => self.unwatch(&name),
+                Ok(WatchControl::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn watch(&mut self, name: String) {
+        if self.watched.contains_key(&name) {
+            return;
+        }
+        if let Err(e) = check_unit_name(&name) {
+            log::warn!("not watching: {e}");
+            return;
+        }
+        let path = unit_object_path(&name);
+        if let Some(link) = &self.link
+            && let Err(e) = link.add_match(&unit_rule(&path))
+        {
+            log::warn!("watching {name}: {e}; relying on polling");
+        }
+        self.by_path.insert(path, name.clone());
+        self.watched.insert(name.clone(), None);
+        self.dirty.insert(name);
+    }
+
+    fn unwatch(&mut self, name: &str) {
+        if self.watched.remove(name).is_none() {
+            return;
+        }
+        let path = unit_object_path(name);
+        if let Some(link) = &self.link {
+            link.remove_match(&unit_rule(&path));
+        }
+        self.by_path.remove(&path);
+        self.dirty.remove(name);
+        let _ = self.events.send(SystemdEvent::UnitState {
+            name: name.to_string(),
+            state: None,
+        });
+    }
+
+    /// Waits up to `SIGNAL_WAIT` for a signal, then takes every queued one.
+    fn receive_signals(&mut self) {
+        let Some(link) = &self.link else { return };
+        let channel = link.conn.channel();
+        let mut messages = Vec::new();
+        match channel.blocking_pop_message(SIGNAL_WAIT) {
+            Ok(Some(first)) => {
+                messages.push(first);
+                while let Some(more) = channel.pop_message() {
+                    messages.push(more);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.lost(format!("reading signals: {}", e.message().unwrap_or("")));
+                return;
+            }
+        }
+        if !channel.is_connected() {
+            self.lost("connection closed".into());
+        }
+        for message in messages {
+            if let Some(name) = self.unit_named_by(&message) {
+                self.dirty.insert(name);
+            }
+        }
+    }
+
+    /// The watched unit a signal is about, if any.
+    fn unit_named_by(&self, message: &Message) -> Option<String> {
+        if message.msg_type() != MessageType::Signal {
+            return None;
+        }
+        let interface = message.interface()?;
+        let member = message.member()?;
+        match (&*interface, &*member) {
+            (PROPERTIES, "PropertiesChanged") => self.by_path.get(&*message.path()?).cloned(),
+            (MANAGER, "JobRemoved") => {
+                let (_id, _job, unit, _result) = message
+                    .read4::<u32, dbus::Path<'_>, String, String>()
+                    .ok()?;
+                self.watched.contains_key(&unit).then_some(unit)
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-reads the dirty units and reports those whose state changed.
+    fn refresh_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let Some(link) = &self.link else { return };
+        let names: Vec<String> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        match list_units_by_names(&link.conn, self.timeout, &refs) {
+            Ok(states) => {
+                for (name, state) in states {
+                    if let Some(last) = self.watched.get_mut(&name)
+                        && last.as_ref() != Some(&state)
+                    {
+                        *last = Some(state.clone());
+                        let _ = self.events.send(SystemdEvent::UnitState {
+                            name,
+                            state: Some(state),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                // Retried by the next poll (or, after a reconnect, at once): no hot retry loop.
+                if link.conn.channel().is_connected() {
+                    log::warn!("re-reading unit states: {e}");
+                } else {
+                    self.lost(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn lost(&mut self, reason: String) {
+        if self.link.take().is_some() {
+            log::warn!("systemd signal connection lost: {reason}");
+            let _ = self.events.send(SystemdEvent::WatchLost { reason });
+        }
+    }
+
+    /// Tries to open a new subscribed connection; waits a second (on the control channel)
+    /// when that fails. Returns true when connected.
+    fn reconnect(&mut self) -> bool {
+        match Link::open(&self.bus, self.timeout) {
+            Ok(link) => {
+                for path in self.by_path.keys() {
+                    if let Err(e) = link.add_match(&unit_rule(path)) {
+                        log::warn!("re-adding match for {path}: {e}");
+                    }
+                }
+                self.link = Some(link);
+                self.dirty.extend(self.watched.keys().cloned());
+                let _ = self.events.send(SystemdEvent::WatchRestored);
+                true
+            }
+            Err(e) => {
+                log::debug!("systemd signal connection: {e}");
+                match self.control.recv_timeout(Duration::from_secs(1)) {
+                    Ok(WatchControl::Watch(name)) => self.watch(name),
+                    Ok(WatchControl::Unwatch(name)) => self.unwatch(&name),
+                    Ok(WatchControl::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                        self.stopping = true
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                false
+            }
+        }
+    }
+}
