@@ -268,6 +268,13 @@ struct Planner<'a> {
     globals_on: Vec<Vec<UnitIdx>>,
     load: Vec<u32>,
     by_load: BTreeSet<(u32, MachineIdx)>,
+    /// Each distinct `MachineMetadata=` requirement's matching machines, ordered like
+    /// `by_load`, so that metadata-constrained units skip non-matching machines for free.
+    metadata_classes: Vec<BTreeSet<(u32, MachineIdx)>>,
+    /// The metadata class of each unit with a `MachineMetadata=` requirement.
+    unit_class: Vec<Option<u32>>,
+    /// The metadata classes each machine belongs to.
+    machine_classes: Vec<Vec<u32>>,
     tasks: Vec<Task>,
     unplaceable: Vec<Unplaceable>,
 }
@@ -295,6 +302,62 @@ fn matching_names(pattern: &str, names: &[&str]) -> Vec<UnitIdx> {
         .filter(|(_, n)| glob_match(pattern, n) == Ok(true))
         .map(|(i, _)| idx(start + i))
         .collect()
+}
+
+/// Groups units by distinct `MachineMetadata=` requirement and finds each group's machines
+/// through an index of machine metadata, so the cost follows the number of matches.
+#[allow(clippy::type_complexity)]
+fn metadata_classes(
+    snapshot: &ClusterSnapshot,
+    units: &[&UnitSnapshot],
+    load: &[u32],
+) -> (
+    Vec<BTreeSet<(u32, MachineIdx)>>,
+    Vec<Option<u32>>,
+    Vec<Vec<u32>>,
+) {
+    let mut by_pair: BTreeMap<(&str, &str), Vec<MachineIdx>> = BTreeMap::new();
+    for (m, machine) in snapshot.machines.values().enumerate() {
+        for (k, v) in &machine.metadata {
+            by_pair.entry((k, v)).or_default().push(idx(m));
+        }
+    }
+    let mut class_of: BTreeMap<&BTreeMap<String, BTreeSet<String>>, u32> = BTreeMap::new();
+    let mut classes: Vec<BTreeSet<(u32, MachineIdx)>> = Vec::new();
+    let mut machine_classes = vec![Vec::new(); load.len()];
+    let mut unit_class = vec![None; units.len()];
+    for (u, unit) in units.iter().enumerate() {
+        let required = &unit.requirements.metadata;
+        if unit.is_global() || required.is_empty() {
+            continue;
+        }
+        if let Some(&class) = class_of.get(required) {
+            unit_class[u] = Some(class);
+            continue;
+        }
+        let class = idx(classes.len());
+        let mut matching: Option<BTreeSet<MachineIdx>> = None;
+        for (key, accepted) in required {
+            let with_key: BTreeSet<MachineIdx> = accepted
+                .iter()
+                .flat_map(|v| by_pair.get(&(key.as_str(), v.as_str())))
+                .flatten()
+                .copied()
+                .collect();
+            matching = Some(match matching {
+                None => with_key,
+                Some(so_far) => so_far.intersection(&with_key).copied().collect(),
+            });
+        }
+        let matching = matching.unwrap_or_default();
+        for &m in &matching {
+            machine_classes[m as usize].push(class);
+        }
+        classes.push(matching.iter().map(|&m| (load[m as usize], m)).collect());
+        class_of.insert(required, class);
+        unit_class[u] = Some(class);
+    }
+    (classes, unit_class, machine_classes)
 }
 
 fn sort_dedup(lists: &mut [Vec<UnitIdx>]) {
@@ -439,6 +502,8 @@ impl<'a> Planner<'a> {
             })
             .collect();
 
+        let (metadata_classes, unit_class, machine_classes) =
+            metadata_classes(snapshot, &units, &load);
         let mut planner = Planner {
             names,
             units,
@@ -459,6 +524,9 @@ impl<'a> Planner<'a> {
             globals_on: vec![Vec::new(); m],
             load,
             by_load: BTreeSet::new(),
+            metadata_classes,
+            unit_class,
+            machine_classes,
             tasks: Vec::new(),
             unplaceable: Vec::new(),
         };
@@ -486,6 +554,11 @@ impl<'a> Planner<'a> {
         if old != load {
             self.by_load.remove(&(old, machine));
             self.by_load.insert((load, machine));
+            for &class in &self.machine_classes[machine as usize] {
+                let set = &mut self.metadata_classes[class as usize];
+                set.remove(&(old, machine));
+                set.insert((load, machine));
+            }
             self.load[machine as usize] = load;
         }
     }
@@ -809,7 +882,11 @@ impl<'a> Planner<'a> {
                 }
             }
         } else {
-            for &(_, machine) in &self.by_load {
+            let ordered = match self.unit_class[unit as usize] {
+                Some(class) => &self.metadata_classes[class as usize],
+                None => &self.by_load,
+            };
+            for &(_, machine) in ordered {
                 if let Some(fit) = consider(machine) {
                     return Ok((machine, fit));
                 }
