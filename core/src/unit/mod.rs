@@ -3,10 +3,23 @@
 //! A [`UnitFile`] is an ordered list of [`UnitOption`]s. Its normalized text ([`UnitFile::serialize`])
 //! is what the registry stores, what the agent writes to disk and what `fltctl cat` prints; its
 //! SHA-1 over that text ([`UnitFile::hash`]) identifies the content everywhere.
+//!
+//! - [`UnitFile::parse`] reads the systemd INI dialect exactly as fleet did (`parse.rs`);
+//! - [`validate_name`], [`UnitNameInfo`] and [`mangle_name`] handle unit names (`name.rs`);
+//! - [`Requirements::from_unit`] reads the `[X-Fleet]` options (`requirements.rs`);
+//! - [`validate_options`] is fleet's cross-option check before a unit is created (`options.rs`).
 
+mod name;
+mod options;
+mod parse;
 mod requirements;
 
-pub use requirements::Requirements;
+pub use name::{NameError, UNIT_NAME_MAX, UnitNameInfo, mangle_name, validate_name};
+pub use options::{OptionsError, validate_options};
+pub use parse::{LINE_MAX, ParseError, ParseErrorKind, split_multivalue};
+pub use requirements::{
+    KNOWN_REQUIREMENTS, Requirements, X_FLEET, short_machine_id, unknown_requirements,
+};
 
 use sha1::{Digest, Sha1};
 use std::fmt;
@@ -58,6 +71,31 @@ impl UnitFile {
             .iter()
             .filter(move |o| o.section == section && o.name == name)
             .map(|o| o.value.as_str())
+    }
+
+    /// fleet's view of the values of `name` in `section` (its `Contents` map): in `[X-Fleet]`
+    /// a value that starts and ends with `"` is split into several ([`split_multivalue`]);
+    /// elsewhere values are whole.
+    pub fn fleet_values(&self, section: &str, name: &str) -> Vec<String> {
+        self.values(section, name)
+            .flat_map(|v| {
+                if section == requirements::X_FLEET {
+                    split_multivalue(v)
+                } else {
+                    vec![v.to_string()]
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the unit has any option in `[Install]` (fltctl warns: fleet ignores it).
+    pub fn has_install_section(&self) -> bool {
+        self.options.iter().any(|o| o.section == "Install")
+    }
+
+    /// The first `Description=` of `[Unit]`, as `fltctl list-unit-files` shows it.
+    pub fn description(&self) -> Option<&str> {
+        self.values("Unit", "Description").next()
     }
 
     /// fleet's normalized text: sections in order of first appearance, each followed by all of its
