@@ -9,6 +9,7 @@
 
 mod keys;
 pub mod records;
+pub mod view;
 
 pub use keys::{KeyKind, Keyspace};
 
