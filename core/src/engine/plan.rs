@@ -258,6 +258,8 @@ struct Planner<'a> {
     /// How many more victims may be moved. Each move can evict followers and so start another
     /// round of phase B; the budget guarantees that odd relation cycles still end.
     moves_left: usize,
+    /// Units phase B found no machine for; a victim's move frees room, so it resets them.
+    given_up: Vec<bool>,
     /// Where each non-global unit currently counts (target set, not inactive, machine live).
     position: Vec<Option<MachineIdx>>,
     /// Where each non-global unit is scheduled in the registry as this plan goes.
@@ -518,6 +520,7 @@ impl<'a> Planner<'a> {
             followers,
             unconstrained,
             moves_left: 2 * n + 16,
+            given_up: vec![false; n],
             position,
             target,
             eligible_globals,
@@ -724,6 +727,7 @@ impl<'a> Planner<'a> {
         match self.decide(victim, Some(machine)) {
             Ok((dest, Fit::Able)) => {
                 self.moves_left -= 1;
+                self.given_up.fill(false);
                 let by = self.names[replacer as usize].to_string();
                 let from = self.machine_ids[machine as usize];
                 self.unschedule(victim, from, UnscheduleReason::Replaced { by });
@@ -786,16 +790,15 @@ impl<'a> Planner<'a> {
     /// Phase B: place every unscheduled unit that should run, in rounds: a `MachineOf=` follower
     /// tried before its leader, or a follower evicted by a move, is tried again in the next round.
     fn phase_b(&mut self) {
-        let mut given_up = vec![false; self.units.len()];
+        let mut reasons: BTreeMap<UnitIdx, UnplaceableReason> = BTreeMap::new();
         loop {
             let queue: Vec<UnitIdx> = (0..self.units.len())
                 .map(idx)
-                .filter(|&u| !given_up[u as usize] && self.wants_placement(u))
+                .filter(|&u| !self.given_up[u as usize] && self.wants_placement(u))
                 .collect();
             if queue.is_empty() {
                 break;
             }
-            let mut waiting = Vec::new();
             let mut placed_any = false;
             for u in queue {
                 match self.decide(u, None) {
@@ -806,21 +809,24 @@ impl<'a> Planner<'a> {
                             self.move_victims(u, machine);
                         }
                     }
-                    Err(reason) if self.waits_for_peer(u) => waiting.push((u, reason)),
                     Err(reason) => {
-                        given_up[u as usize] = true;
-                        self.report_unplaceable(u, reason);
+                        // A follower whose leader is still to be placed is tried again.
+                        if !self.waits_for_peer(u) {
+                            self.given_up[u as usize] = true;
+                        }
+                        reasons.insert(u, reason);
                     }
                 }
             }
             if !placed_any {
-                for (u, reason) in waiting {
-                    self.report_unplaceable(u, reason);
-                }
                 break;
             }
         }
-        self.unplaceable.sort_by(|a, b| a.unit.cmp(&b.unit));
+        for (u, reason) in reasons {
+            if self.wants_placement(u) {
+                self.report_unplaceable(u, reason);
+            }
+        }
     }
 
     fn wants_placement(&self, unit: UnitIdx) -> bool {

@@ -913,10 +913,11 @@ impl Engine {
             {
                 continue;
             }
+            // Kept even when no record can be built (unreadable target state): leave it be.
+            wanted.insert((target, name.as_str()));
             let Some(record) = self.schedule_record(name) else {
                 continue;
             };
-            wanted.insert((target, name.as_str()));
             let key = (target.to_string(), name.clone());
             if self.view.schedules().get(&key) != Some(&record) {
                 stage_two.push_back(sync_chain(Step::PutSchedule {
