@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Wait before re-reading after a failed read or watch (spec: 1 s).
     pub retry_delay: Duration,
+    /// How long a reconcile waits after the change that asked for it, so that a burst of watch
+    /// events makes one plan, not one per event (default 10 ms).
+    pub reconcile_debounce: Duration,
     /// Registry writes in flight at once while carrying out a plan.
     pub max_writes_in_flight: usize,
     /// Seed for jitter.
@@ -68,6 +71,7 @@ impl EngineConfig {
             resync_interval: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_secs(1),
+            reconcile_debounce: Duration::from_millis(10),
             max_writes_in_flight: 32,
             seed: 0,
         }
@@ -124,6 +128,8 @@ pub enum EngineEvent {
 pub enum EngineTimer {
     /// Lease renewal and safety-net reconcile.
     Tick,
+    /// A change asked for a reconcile (after the debounce).
+    Reconcile,
     /// The lease is about to become untrustworthy.
     LeaseExpiry,
     /// A request is overdue.
@@ -226,6 +232,8 @@ pub struct Engine {
     next_resync: Instant,
     /// The model changed since the last plan.
     dirty: bool,
+    /// When the reconcile asked for by a change is due.
+    reconcile_at: Option<Instant>,
     /// Chains of the current stage not yet started, then those of the next stage.
     queued: VecDeque<Chain>,
     next_stage: VecDeque<Chain>,
@@ -268,6 +276,7 @@ impl Engine {
             next_tick: now,
             next_resync: now,
             dirty: true,
+            reconcile_at: None,
             queued: VecDeque::new(),
             next_stage: VecDeque::new(),
             writes_in_flight: 0,
@@ -358,6 +367,9 @@ impl Engine {
         if let Some(&(deadline, _)) = self.deadlines.first() {
             timers.push((deadline, EngineTimer::RequestTimeout));
         }
+        if let Some(at) = self.reconcile_at {
+            timers.push((at, EngineTimer::Reconcile));
+        }
         if let Some(at) = self.dirs.values().filter_map(|d| d.retry_at).min() {
             timers.push((at, EngineTimer::Retry));
         }
@@ -432,6 +444,14 @@ impl Engine {
             self.tick(now);
         }
         self.maybe_reconcile(now);
+        if let Some(at) = self.reconcile_at
+            && at <= now
+        {
+            self.reconcile_at = None;
+            if self.dirty && self.may_act(now) && self.is_synced() && !self.writes_busy() {
+                self.reconcile(now);
+            }
+        }
     }
 
     /// Stops: drops queued writes and, if leader, releases the lease (delete with prevIndex).
@@ -826,9 +846,16 @@ impl Engine {
         self.writes_in_flight > 0 || !self.queued.is_empty() || !self.next_stage.is_empty()
     }
 
+    /// Asks for a reconcile after the debounce if the model changed and this engine could act
+    /// on it; [`Engine::handle_timeout`] runs it.
     fn maybe_reconcile(&mut self, now: Instant) {
-        if self.dirty && self.may_act(now) && self.is_synced() && !self.writes_busy() {
-            self.reconcile(now);
+        if self.reconcile_at.is_none()
+            && self.dirty
+            && self.may_act(now)
+            && self.is_synced()
+            && !self.writes_busy()
+        {
+            self.reconcile_at = Some(now + self.config.reconcile_debounce);
         }
     }
 

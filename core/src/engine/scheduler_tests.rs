@@ -47,12 +47,19 @@ impl Harness {
         h
     }
 
+    /// Collects every output and, like a driver, fires timers that are already due.
     fn drain(&mut self) {
-        while let Some(c) = self.engine.poll_command() {
-            self.commands.push(c);
-        }
-        while let Some(e) = self.engine.poll_event() {
-            self.events.push(e);
+        loop {
+            while let Some(c) = self.engine.poll_command() {
+                self.commands.push(c);
+            }
+            while let Some(e) = self.engine.poll_event() {
+                self.events.push(e);
+            }
+            match self.engine.poll_timeout() {
+                Some((at, _)) if at <= self.now => self.engine.handle_timeout(self.now),
+                _ => return,
+            }
         }
     }
 
@@ -380,6 +387,7 @@ fn lease_events(events: Vec<EngineEvent>) -> Vec<EngineEvent> {
 fn config() -> EngineConfig {
     EngineConfig {
         seed: 7,
+        reconcile_debounce: Duration::ZERO,
         ..EngineConfig::new(ME)
     }
 }
@@ -1177,4 +1185,212 @@ fn poll_timeout_names_the_reason() {
     let (at, why) = h.engine.poll_timeout().unwrap();
     assert_eq!(why, EngineTimer::Tick);
     assert_eq!(at, h.now + secs(2.0));
+}
+
+#[test]
+fn a_burst_of_events_makes_one_plan_after_the_debounce() {
+    let mut cfg = config();
+    cfg.reconcile_debounce = secs(0.05);
+    let registry = Registry::default().machine("m1").machine("m2");
+    let mut h = leader_with(cfg, &registry);
+    h.advance(secs(0.05));
+    h.complete_writes();
+    let ks = h.ks.clone();
+    let before = h.engine.metrics().reconcile_count;
+    let file = unit_text("");
+    h.event(
+        Dir::Units,
+        Action::Create,
+        &ks.unit(&file.hash()),
+        Some(&unit_record(&file)),
+    );
+    for name in ["a.service", "b.service", "c.service"] {
+        h.event(
+            Dir::Jobs,
+            Action::Set,
+            &ks.job_object(name),
+            Some(&job_object(name, file.hash())),
+        );
+        h.event(
+            Dir::Jobs,
+            Action::Set,
+            &ks.job_target_state(name),
+            Some("launched"),
+        );
+    }
+    assert!(h.take_commands().is_empty());
+    assert_eq!(
+        h.engine.poll_timeout().map(|t| t.1),
+        Some(EngineTimer::Reconcile)
+    );
+    h.advance(secs(0.05));
+    assert_eq!(h.engine.metrics().reconcile_count, before + 1);
+    let targets: Vec<Request> = h.take_commands().into_iter().map(|c| c.request).collect();
+    assert_eq!(
+        targets,
+        vec![
+            put_target(&ks, "a.service", "m1"),
+            put_target(&ks, "b.service", "m2"),
+            put_target(&ks, "c.service", "m1"),
+        ]
+    );
+}
+
+mod random {
+    //! Random answers, failures, delays and watch events: the engine must never write cluster
+    //! state unless it holds a lease it still trusts, and must never panic.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Answer the pending command at this position with this outcome.
+        Answer(usize, u8),
+        Advance(u16),
+        /// A job (target state) or machine (presence) change on a watch.
+        Job(u8, u8),
+        Machine(u8, bool),
+        Shutdown,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (any::<usize>(), 0u8..6).prop_map(|(i, o)| Step::Answer(i, o)),
+            3 => (0u16..4000).prop_map(Step::Advance),
+            2 => (0u8..4, 0u8..3).prop_map(|(u, s)| Step::Job(u, s)),
+            1 => (0u8..3, any::<bool>()).prop_map(|(m, up)| Step::Machine(m, up)),
+            1 => Just(Step::Shutdown),
+        ]
+    }
+
+    fn is_cluster_write(ks: &Keyspace, request: &Request) -> bool {
+        let key = match request {
+            Request::Put { key, .. } | Request::Delete { key, .. } => key,
+            _ => return false,
+        };
+        key.starts_with(&ks.schedules_dir())
+            || key.starts_with(&ks.globals_dir())
+            || key.starts_with(&ks.jobs_dir())
+    }
+
+    fn reply(h: &mut Harness, c: &Command, outcome: u8) -> Result<Reply, Failure> {
+        let ks = h.ks.clone();
+        match outcome {
+            1 => return Err(Failure::NotFound),
+            2 => return Err(Failure::PreconditionFailed),
+            3 => return Err(Failure::Unreachable("refused".into())),
+            _ => {}
+        }
+        let index = h.next_index();
+        Ok(match &c.request {
+            Request::Get { key, .. } if *key == ks.engine_version() => Reply::Got {
+                node: Node {
+                    key: key.clone(),
+                    value: Some("1".into()),
+                    ..Node::default()
+                },
+                index,
+            },
+            Request::Get { key, .. } if *key == ks.engine_lease() => {
+                let holder = if outcome == 4 { "m2" } else { ME };
+                Reply::Got {
+                    node: Node {
+                        key: key.clone(),
+                        value: Some(format!(r#"{{"MachineID":"{holder}","Version":1}}"#)),
+                        modified_index: index,
+                        ttl: Some(5),
+                        ..Node::default()
+                    },
+                    index,
+                }
+            }
+            Request::Get { key, .. } => {
+                let registry = Registry::default()
+                    .machine("m1")
+                    .machine("m2")
+                    .job("a.service", "", TargetState::Launched, Some("m1"))
+                    .job(
+                        "b.service",
+                        "Conflicts=a.service",
+                        TargetState::Launched,
+                        None,
+                    );
+                let node = registry.dir(key).unwrap_or(Node {
+                    key: key.clone(),
+                    dir: true,
+                    ..Node::default()
+                });
+                Reply::Got { node, index }
+            }
+            Request::Put { key, value, .. } => Reply::Put {
+                node: Node {
+                    key: key.clone(),
+                    value: match value {
+                        PutValue::Value(v) => Some(v.clone()),
+                        _ => None,
+                    },
+                    modified_index: index,
+                    ..Node::default()
+                },
+            },
+            Request::Delete { .. } => Reply::Deleted { index },
+            Request::Watch { .. } => return Err(Failure::HistoryLost { index }),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn never_writes_without_a_trusted_lease(steps in proptest::collection::vec(step(), 1..120)) {
+            let mut h = Harness::new(config());
+            let ks = h.ks.clone();
+            let mut pending: Vec<Command> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Answer(i, outcome) if !pending.is_empty() => {
+                        let c = pending.remove(i % pending.len());
+                        let result = reply(&mut h, &c, outcome);
+                        h.answer(c.id, result);
+                    }
+                    Step::Answer(..) => {}
+                    Step::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
+                    Step::Job(u, s) => {
+                        let name = format!("{}.service", ["a", "b", "c", "d"][usize::from(u)]);
+                        let state = ["inactive", "loaded", "launched"][usize::from(s)];
+                        if h.watches.contains_key(&Dir::Jobs) {
+                            h.event(Dir::Jobs, Action::Set, &ks.job_target_state(&name), Some(state));
+                        }
+                    }
+                    Step::Machine(m, up) => {
+                        let id = ["m1", "m2", "m3"][usize::from(m)];
+                        if h.watches.contains_key(&Dir::Machines) {
+                            if up {
+                                let record = machine_record(id);
+                                h.event(Dir::Machines, Action::Set, &ks.machine_object(id), Some(&record));
+                            } else {
+                                h.event(Dir::Machines, Action::Expire, &ks.machine_object(id), None);
+                            }
+                        }
+                    }
+                    Step::Shutdown => {
+                        h.engine.shutdown(h.now);
+                        h.drain();
+                    }
+                }
+                h.collect_watches();
+                let new = h.take_commands();
+                let writes = new.iter().filter(|c| is_cluster_write(&ks, &c.request)).count();
+                if writes > 0 {
+                    let trusted = matches!(h.engine.lease(),
+                        LeaseState::Leader { valid_until, act_after, .. }
+                            if h.now < *valid_until && h.now >= *act_after);
+                    prop_assert!(trusted, "{writes} writes without a trusted lease: {:?}", h.engine.lease());
+                }
+                pending.extend(new);
+                h.take_events();
+            }
+        }
+    }
 }
