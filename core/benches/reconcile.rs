@@ -7,12 +7,18 @@
 //! - `mixed`: 10 % conflict groups (globs), 10 % MachineOf pairs, 5 % metadata, 1 % MachineID,
 //!   plus 5 global units, all unscheduled.
 //!
+//! - `view`: the engine's cluster model ([`ClusterView`]) built from registry reads, then
+//!   `snapshot()` + `plan` of the steady state, which is what each engine reconcile costs.
+//!
 //! The last column divides the time by units × log2(machines): flat means O(units × log machines).
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use flt_core::engine::{ClusterSnapshot, MachineSnapshot, Task, UnitSnapshot, plan};
-use flt_core::registry::records::TargetState;
+use flt_core::registry::records::{JobRecord, MachineRecord, TargetState};
+use flt_core::registry::view::{ClusterView, Dir};
+use flt_core::registry::{Keyspace, Node};
 use flt_core::unit::Requirements;
+use flt_core::unit::UnitFile;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -101,6 +107,86 @@ fn placed(mut snapshot: ClusterSnapshot) -> ClusterSnapshot {
     snapshot
 }
 
+fn leaf(key: String, value: String) -> Node {
+    Node {
+        key,
+        value: Some(value),
+        ..Node::default()
+    }
+}
+
+fn dir(key: String, nodes: Vec<Node>) -> Node {
+    Node {
+        key,
+        dir: true,
+        nodes,
+        ..Node::default()
+    }
+}
+
+/// A cluster model holding `snapshot`'s machines and placed units, as the engine would have
+/// read it from the registry (one shared unit file).
+fn view_of(snapshot: &ClusterSnapshot) -> ClusterView {
+    let ks = Keyspace::default();
+    let file = UnitFile::parse("[Service]\nExecStart=/bin/sleep 1000\n").expect("parses");
+    let hash = file.hash();
+    let raw = serde_json::json!({ "Raw": file.serialize() }).to_string();
+    let units = dir(ks.units_dir(), vec![leaf(ks.unit(&hash), raw)]);
+    let jobs = snapshot
+        .units
+        .iter()
+        .map(|(name, unit)| {
+            let object = JobRecord {
+                name: name.clone(),
+                unit_hash: hash.0,
+            };
+            let mut children = vec![
+                leaf(
+                    ks.job_object(name),
+                    serde_json::to_string(&object).unwrap_or_default(),
+                ),
+                leaf(ks.job_target_state(name), "launched".to_string()),
+            ];
+            if let Some(target) = &unit.target {
+                children.push(leaf(ks.job_target(name), target.clone()));
+            }
+            dir(ks.job_dir(name), children)
+        })
+        .collect();
+    let machines = snapshot
+        .machines
+        .iter()
+        .map(|(id, m)| {
+            let record = MachineRecord {
+                id: id.clone(),
+                metadata: m.metadata.clone(),
+                ..MachineRecord::default()
+            };
+            let value = serde_json::to_string(&record).unwrap_or_default();
+            dir(ks.machine_dir(id), vec![leaf(ks.machine_object(id), value)])
+        })
+        .collect();
+    let mut view = ClusterView::new(ks.clone());
+    view.apply_read(Dir::Units, Some(&units), 1);
+    view.apply_read(Dir::Jobs, Some(&dir(ks.jobs_dir(), jobs)), 1);
+    view.apply_read(Dir::Machines, Some(&dir(ks.machines_dir(), machines)), 1);
+    view
+}
+
+/// The median time of `runs` snapshot-and-plan rounds from `view`, and the tasks of one.
+fn time_view(view: &ClusterView, runs: usize) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(runs);
+    let mut tasks = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let p = plan(&std::hint::black_box(view).snapshot());
+        times.push(start.elapsed());
+        tasks = p.tasks.len();
+    }
+    times.sort();
+    (times[runs / 2], tasks)
+}
+
 /// The median of `runs` timed plans, and the number of tasks of one.
 fn time(snapshot: &ClusterSnapshot, runs: usize) -> (Duration, usize) {
     let mut times = Vec::with_capacity(runs);
@@ -126,8 +212,14 @@ fn main() {
         let fresh = unconstrained(n_machines, n_units);
         let steady = placed(fresh.clone());
         let mixed = mixed(n_machines, n_units);
-        for (workload, snapshot) in [("fresh", &fresh), ("steady", &steady), ("mixed", &mixed)] {
-            let (median, tasks) = time(snapshot, runs);
+        let view = view_of(&steady);
+        for workload in ["fresh", "steady", "mixed", "view"] {
+            let (median, tasks) = match workload {
+                "fresh" => time(&fresh, runs),
+                "steady" => time(&steady, runs),
+                "mixed" => time(&mixed, runs),
+                _ => time_view(&view, runs),
+            };
             let per = median.as_nanos() as f64 / (n_units as f64 * (n_machines as f64).log2());
             println!(
                 "{n_machines:>9} {n_units:>9} {workload:<8} {:>11.2} {tasks:>8} {per:>20.1}",
