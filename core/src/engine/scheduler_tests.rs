@@ -1394,3 +1394,124 @@ mod random {
         }
     }
 }
+
+/// Two engines contend for one lease key, modelled here with etcd's TTL and prevIndex rules;
+/// engine A is cut off from the registry after it leads. B must not lead before A has stopped
+/// believing it does.
+#[test]
+fn two_engines_never_both_believe_they_lead() {
+    struct LeaseKey {
+        value: Option<String>,
+        index: u64,
+        expires: Instant,
+    }
+    let start = Instant::from_epoch(Duration::from_secs(1000));
+    let mut engines = [
+        Engine::new(EngineConfig::new("a"), start),
+        Engine::new(EngineConfig::new("b"), start + secs(0.5)),
+    ];
+    let ks = Keyspace::default();
+    let mut key = LeaseKey {
+        value: None,
+        index: 0,
+        expires: start,
+    };
+    let mut index = 10;
+    let cut_at = start + secs(7.0);
+    let mut a_led = false;
+    let mut b_led_at = None;
+    let mut now = start;
+    while now < start + secs(40.0) {
+        for (e, engine) in engines.iter_mut().enumerate() {
+            engine.handle_timeout(now);
+            while let Some(c) = engine.poll_command() {
+                if e == 0 && now >= cut_at {
+                    continue; // A's requests are lost: they time out inside A.
+                }
+                if key.value.is_some() && now >= key.expires {
+                    key.value = None;
+                }
+                index += 1;
+                let result = match &c.request {
+                    Request::Get { key: k, .. } if *k == ks.engine_version() => Ok(Reply::Got {
+                        node: Node {
+                            key: k.clone(),
+                            value: Some("1".into()),
+                            ..Node::default()
+                        },
+                        index,
+                    }),
+                    Request::Get { key: k, .. } if *k == ks.engine_lease() => match &key.value {
+                        None => Err(Failure::NotFound),
+                        Some(v) => Ok(Reply::Got {
+                            node: Node {
+                                key: k.clone(),
+                                value: Some(v.clone()),
+                                modified_index: key.index,
+                                ..Node::default()
+                            },
+                            index,
+                        }),
+                    },
+                    Request::Put {
+                        key: k,
+                        value: PutValue::Value(v),
+                        ttl,
+                        precondition,
+                    } if *k == ks.engine_lease() => {
+                        let holds = match precondition {
+                            Precondition::Absent => key.value.is_none(),
+                            Precondition::Index(i) => key.value.is_some() && *i == key.index,
+                            _ => false,
+                        };
+                        if holds {
+                            key.value = Some(v.clone());
+                            key.index = index;
+                            key.expires = now + ttl.unwrap_or_default();
+                            Ok(Reply::Put {
+                                node: Node {
+                                    key: k.clone(),
+                                    value: Some(v.clone()),
+                                    modified_index: index,
+                                    ..Node::default()
+                                },
+                            })
+                        } else {
+                            Err(Failure::PreconditionFailed)
+                        }
+                    }
+                    Request::Get { key: k, .. } => Ok(Reply::Got {
+                        node: Node {
+                            key: k.clone(),
+                            dir: true,
+                            ..Node::default()
+                        },
+                        index,
+                    }),
+                    Request::Watch { .. } => continue,
+                    Request::Put { .. } => Err(Failure::Rejected {
+                        code: 0,
+                        message: "unexpected".into(),
+                    }),
+                    Request::Delete { .. } => Ok(Reply::Deleted { index }),
+                };
+                engine.handle_input(Response { id: c.id, result }, now);
+            }
+            while engine.poll_event().is_some() {}
+        }
+        let [a, b] = &engines;
+        assert!(
+            !(a.is_leader() && b.is_leader()),
+            "both lead at {:?}",
+            now - start
+        );
+        a_led |= a.is_leader();
+        if b.is_leader() && b_led_at.is_none() {
+            b_led_at = Some(now);
+        }
+        now += secs(0.1);
+    }
+    assert!(a_led, "a acquired the free lease first");
+    let b_led_at = b_led_at.expect("b takes over once a's lease expired");
+    assert!(b_led_at >= cut_at + secs(3.0), "{:?}", b_led_at - start);
+}
