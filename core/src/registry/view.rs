@@ -133,6 +133,8 @@ pub struct ClusterView {
     schedules: BTreeMap<(String, String), ScheduleRecord>,
     globals: BTreeMap<String, ScheduleRecord>,
     read_index: BTreeMap<Dir, u64>,
+    /// The index of the latest event applied to each directory.
+    event_index: BTreeMap<Dir, u64>,
 }
 
 impl ClusterView {
@@ -178,8 +180,13 @@ impl ClusterView {
     }
 
     /// Replaces the model of `dir` with a recursive read of it. `node` is `None` when the
-    /// directory does not exist; `index` is the registry index of the read.
-    pub fn apply_read(&mut self, dir: Dir, node: Option<&Node>, index: u64) {
+    /// directory does not exist; `index` is the registry index of the read. A read older than
+    /// an event already applied (a re-read overtaken by the running watch) is dropped: the model
+    /// is newer. Returns whether the read was applied.
+    pub fn apply_read(&mut self, dir: Dir, node: Option<&Node>, index: u64) -> bool {
+        if index < self.event_index.get(&dir).copied().unwrap_or(0) {
+            return false;
+        }
         match dir {
             Dir::Jobs => self.jobs.clear(),
             Dir::Units => self.unit_files.clear(),
@@ -201,6 +208,7 @@ impl ClusterView {
             }
         }
         self.read_index.insert(dir, index);
+        true
     }
 
     /// Applies one watch event. Returns the directory it changed, or `None` if the model did not
@@ -217,6 +225,8 @@ impl ClusterView {
         } else {
             event.node.value.as_deref()
         };
+        let index = self.event_index.entry(dir).or_default();
+        *index = (*index).max(event.node.modified_index);
         let changed = if event.action.is_removal() && event.node.dir {
             self.remove_dir(&kind)
         } else if event.node.dir {
@@ -574,6 +584,15 @@ mod tests {
             51,
         );
         assert_eq!(view.apply_event(&fresh), Some(Dir::Jobs));
+        // A re-read that the watch has overtaken is dropped.
+        let older = dir(ks.jobs_dir(), vec![]);
+        assert!(!view.apply_read(Dir::Jobs, Some(&older), 50));
+        assert_eq!(
+            view.jobs()["a.service"].target_state,
+            Some(TargetState::Launched)
+        );
+        assert!(view.apply_read(Dir::Jobs, Some(&older), 51));
+        assert!(view.jobs().is_empty());
         // Keys outside the modelled directories are not the view's business.
         let other = event(Action::Set, ks.engine_lease(), Some("x"), 52);
         assert_eq!(view.apply_event(&other), None);
