@@ -8,7 +8,8 @@
 //! What it does:
 //! - keeps a [`ClusterView`] of `P/job`, `P/unit`, `P/machines`, `P/schedule` and `P/global` by
 //!   reading each recursively and then watching it from the read's index + 1 (a failed watch
-//!   re-reads its directory; every ~60 s, jittered, all are re-read as a safety net);
+//!   re-reads its directory; every ~60 s, jittered, all are re-read as a safety net; with
+//!   `use_watches` off, all are re-read every tick instead);
 //! - holds the engine lease (spec §2.1) and writes only while it trusts it;
 //! - reconciles at once when a watch event changes the model (at most one reconcile's writes in
 //!   flight; changes meanwhile trigger one more), and every `reconcile_interval` as a safety net;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     pub max_writes_in_flight: usize,
     /// Seed for jitter.
     pub seed: u64,
+    /// `disable_watches=true` sets this to false: no watches, and every directory is re-read on
+    /// every tick instead.
+    pub use_watches: bool,
 }
 
 impl EngineConfig {
@@ -74,6 +78,7 @@ impl EngineConfig {
             reconcile_debounce: Duration::from_millis(10),
             max_writes_in_flight: 32,
             seed: 0,
+            use_watches: true,
         }
     }
 
@@ -532,6 +537,11 @@ impl Engine {
         if self.shutting_down || self.version_too_new {
             return;
         }
+        if !self.config.use_watches && self.is_synced() {
+            for dir in Dir::ALL {
+                self.start_read(dir, now);
+            }
+        }
         match self.lease {
             LeaseState::Leader { index, .. } => {
                 if self.lease_op.is_none() {
@@ -653,9 +663,10 @@ impl Engine {
             }
         };
         self.dirty = true;
+        let use_watches = self.config.use_watches;
         if let Some(sync) = self.dirs.get_mut(&dir) {
             sync.read_once = true;
-            sync.watch_pending = sync.watch.is_none();
+            sync.watch_pending = use_watches && sync.watch.is_none();
         }
         if index > 0 {
             self.start_pending_watches(now);

@@ -1515,3 +1515,27 @@ fn two_engines_never_both_believe_they_lead() {
     let b_led_at = b_led_at.expect("b takes over once a's lease expired");
     assert!(b_led_at >= cut_at + secs(3.0), "{:?}", b_led_at - start);
 }
+
+#[test]
+fn without_watches_every_directory_is_reread_each_tick() {
+    let mut cfg = config();
+    cfg.use_watches = false;
+    let mut h = leader_with(cfg, &Registry::default().machine("m1"));
+    assert!(h.watches.is_empty());
+    h.complete_writes();
+    h.advance(secs(2.0));
+    let reads = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                &c.request,
+                Request::Get {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reads, 5);
+}
