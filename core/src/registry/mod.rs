@@ -14,6 +14,7 @@ pub mod codec;
 pub mod follow;
 mod keys;
 pub mod records;
+pub mod view;
 
 pub use codec::{DecodeError, DecodeErrorKind, Record};
 pub use follow::{FollowConfig, FollowEvent, FollowTimer, PrefixFollower};

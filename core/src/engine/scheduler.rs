@@ -1,0 +1,1197 @@
+//! [`Engine`]: the scheduler as a sans-IO state machine.
+//!
+//! Methods come in four kinds (quinn-proto's shape): getters (`&self`); [`Engine::handle_input`]
+//! and [`Engine::handle_timeout`] for inputs; [`Engine::shutdown`] for the one user command; and
+//! `poll_*` for outputs. After any call that takes `now`, drain [`Engine::poll_command`] and
+//! [`Engine::poll_event`], then sleep until [`Engine::poll_timeout`].
+//!
+//! What it does:
+//! - keeps a [`ClusterView`] of `P/job`, `P/unit`, `P/machines`, `P/schedule` and `P/global` by
+//!   reading each recursively and then watching it from the read's index + 1 (a failed watch
+//!   re-reads its directory; every ~60 s, jittered, all are re-read as a safety net; with
+//!   `use_watches` off, all are re-read every tick instead);
+//! - holds the engine lease (spec §2.1) and writes only while it trusts it;
+//! - reconciles at once when a watch event changes the model (at most one reconcile's writes in
+//!   flight; changes meanwhile trigger one more), and every `reconcile_interval` as a safety net;
+//! - carries out the plan: schedule = create-only `P/job/<name>/target` then
+//!   `P/schedule/<machine>/<name>`; unschedule = delete the schedule entry then compare-and-delete
+//!   the target; keeps every schedule record and `P/global/<name>` in line with the job's unit
+//!   hash and target state. Unschedules run before schedules; a converged cluster writes nothing.
+
+use super::lease::{ENGINE_VERSION, LeaseState, ReadLease, lease_value, parse_version};
+use super::metrics::{EngineMetrics, bump};
+use super::plan::{Task, plan};
+use crate::registry::records::{ScheduleRecord, TargetState};
+use crate::registry::view::{ClusterView, Dir};
+use crate::registry::{
+    Action, Event, Failure, Keyspace, Node, OpId, OpIdGen, Precondition, PutValue, Reply, Request,
+    Response,
+};
+use crate::rng::SplitMix64;
+use crate::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// The [`OpIdGen`] component number of the engine.
+pub const ENGINE_COMPONENT: u8 = 1;
+
+/// How the engine runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// This machine's ID (the lease holder name).
+    pub machine_id: String,
+    pub keyspace: Keyspace,
+    /// `engine_reconcile_interval` (default 2 s): the lease renewal and safety-net reconcile
+    /// period. The lease TTL is 5 × this.
+    pub reconcile_interval: Duration,
+    /// How long before the lease TTL runs out (counted from when the renewal was sent) this
+    /// engine stops trusting it. Covers clock drift between us and etcd. Default 1 interval.
+    pub lease_margin: Duration,
+    /// Full re-read of every watched directory, jittered by +0–20 % (default 60 s).
+    pub resync_interval: Duration,
+    /// An unanswered request fails after this long (default 5 s).
+    pub request_timeout: Duration,
+    /// Wait before re-reading after a failed read or watch (spec: 1 s).
+    pub retry_delay: Duration,
+    /// How long a reconcile waits after the change that asked for it, so that a burst of watch
+    /// events makes one plan, not one per event (default 10 ms).
+    pub reconcile_debounce: Duration,
+    /// Registry writes in flight at once while carrying out a plan.
+    pub max_writes_in_flight: usize,
+    /// Seed for jitter.
+    pub seed: u64,
+    /// `disable_watches=true` sets this to false: no watches, and every directory is re-read on
+    /// every tick instead.
+    pub use_watches: bool,
+}
+
+impl EngineConfig {
+    pub fn new(machine_id: &str) -> EngineConfig {
+        EngineConfig {
+            machine_id: machine_id.to_string(),
+            keyspace: Keyspace::default(),
+            reconcile_interval: Duration::from_secs(2),
+            lease_margin: Duration::from_secs(2),
+            resync_interval: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            retry_delay: Duration::from_secs(1),
+            reconcile_debounce: Duration::from_millis(10),
+            max_writes_in_flight: 32,
+            seed: 0,
+            use_watches: true,
+        }
+    }
+
+    /// `5 × reconcile_interval`, as fleet.
+    pub fn lease_ttl(&self) -> Duration {
+        self.reconcile_interval * 5
+    }
+}
+
+/// A registry request to carry out; answer it with a [`Response`] carrying the same id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub id: OpId,
+    pub request: Request,
+}
+
+/// What happened, for logs, the API and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// This engine now holds the lease (`Engine leadership acquired`).
+    LeaseAcquired,
+    /// This engine no longer holds the lease.
+    LeaseLost { reason: String },
+    /// The lease was released on shutdown.
+    LeaseReleased,
+    /// Another engine holds the lease (`Engine leader is <id>`), or nobody does.
+    LeaderChanged { leader: Option<String> },
+    /// `Updated cluster engine version from <from> to <to>`.
+    EngineVersionUpdated { from: u32, to: u32 },
+    /// The cluster runs a newer engine version: this engine does not take part.
+    EngineVersionTooNew { version: u32 },
+    /// `Scheduled Unit(<unit>) to Machine(<machine>)`: both keys are written.
+    UnitScheduled { unit: String, machine: String },
+    /// `Unscheduled Job(<unit>) from Machine(<machine>)`.
+    UnitUnscheduled {
+        unit: String,
+        machine: String,
+        reason: String,
+    },
+    /// The unit could not be placed (reported when the reason first appears or changes).
+    UnitUnplaceable { unit: String, reason: String },
+    /// A reconcile was planned; its writes follow.
+    ReconcileDone { tasks: usize, unplaceable: usize },
+    /// A write failed (`Failed resolving task: …`).
+    TaskFailed { task: String, failure: Failure },
+    /// After [`Engine::shutdown`]: nothing more will happen.
+    Stopped,
+}
+
+/// Why the engine wants to be woken up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EngineTimer {
+    /// Lease renewal and safety-net reconcile.
+    Tick,
+    /// A change asked for a reconcile (after the debounce).
+    Reconcile,
+    /// The lease is about to become untrustworthy.
+    LeaseExpiry,
+    /// A request is overdue.
+    RequestTimeout,
+    /// Re-read a directory after a failure.
+    Retry,
+    /// Periodic full re-read.
+    Resync,
+}
+
+/// Per-directory read and watch state.
+#[derive(Clone, Debug, Default)]
+struct DirSync {
+    read: Option<OpId>,
+    watch: Option<OpId>,
+    retry_at: Option<Instant>,
+    read_once: bool,
+    /// The directory was missing and no registry index was known yet to watch from.
+    watch_pending: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LeaseOp {
+    GetVersion,
+    PutVersion {
+        from: u32,
+    },
+    Get,
+    /// Acquire, renew or steal; `sent` starts the TTL, `wait` is a stolen lease's leftover.
+    Write {
+        sent: Instant,
+        wait: Duration,
+    },
+    Release,
+}
+
+/// One step of a write chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// Create-only `P/job/<name>/target`; a precondition failure ends the chain quietly.
+    PutTarget {
+        unit: String,
+        machine: String,
+    },
+    /// Compare-and-delete of `P/job/<name>/target`; missing or changed is fine.
+    DeleteTarget {
+        unit: String,
+        machine: String,
+    },
+    PutSchedule {
+        unit: String,
+        machine: String,
+        record: ScheduleRecord,
+    },
+    DeleteSchedule {
+        unit: String,
+        machine: String,
+    },
+    PutGlobal {
+        unit: String,
+        record: ScheduleRecord,
+    },
+    DeleteGlobal {
+        unit: String,
+    },
+}
+
+/// The writes for one unit in one stage, in order, and what to report when all succeed.
+#[derive(Clone, Debug)]
+struct Chain {
+    steps: VecDeque<Step>,
+    task_type: &'static str,
+    done: Option<EngineEvent>,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Read(Dir),
+    Watch(Dir),
+    Lease(LeaseOp),
+    Write(Chain),
+}
+
+/// The scheduler. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    ids: OpIdGen,
+    rng: SplitMix64,
+    view: ClusterView,
+    dirs: BTreeMap<Dir, DirSync>,
+    lease: LeaseState,
+    lease_op: Option<OpId>,
+    version_too_new: bool,
+    pending: BTreeMap<OpId, Pending>,
+    deadlines: BTreeSet<(Instant, OpId)>,
+    commands: VecDeque<Command>,
+    events: VecDeque<EngineEvent>,
+    next_tick: Instant,
+    next_resync: Instant,
+    /// The model changed since the last plan.
+    dirty: bool,
+    /// When the reconcile asked for by a change is due.
+    reconcile_at: Option<Instant>,
+    /// Chains of the current stage not yet started, then those of the next stage.
+    queued: VecDeque<Chain>,
+    next_stage: VecDeque<Chain>,
+    writes_in_flight: usize,
+    unplaceable: BTreeMap<String, String>,
+    highest_index: u64,
+    metrics: EngineMetrics,
+    shutting_down: bool,
+    stopped: bool,
+    /// The latest `now` passed in.
+    last_now: Instant,
+}
+
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Get { .. } => "get",
+        Request::Put { .. } => "put",
+        Request::Delete { .. } => "delete",
+        Request::Watch { .. } => "watch",
+    }
+}
+
+impl Engine {
+    /// A new engine; it starts reading the registry and contending for the lease at once.
+    pub fn new(config: EngineConfig, now: Instant) -> Engine {
+        let rng = SplitMix64::new(config.seed);
+        let view = ClusterView::new(config.keyspace.clone());
+        let mut engine = Engine {
+            ids: OpIdGen::new(ENGINE_COMPONENT),
+            rng,
+            view,
+            dirs: Dir::ALL.iter().map(|d| (*d, DirSync::default())).collect(),
+            lease: LeaseState::Follower { leader: None },
+            lease_op: None,
+            version_too_new: false,
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            next_tick: now,
+            next_resync: now,
+            dirty: true,
+            reconcile_at: None,
+            queued: VecDeque::new(),
+            next_stage: VecDeque::new(),
+            writes_in_flight: 0,
+            unplaceable: BTreeMap::new(),
+            highest_index: 0,
+            metrics: EngineMetrics::default(),
+            shutting_down: false,
+            stopped: false,
+            last_now: now,
+            config,
+        };
+        for dir in Dir::ALL {
+            engine.start_read(dir, now);
+        }
+        engine.next_resync = now + engine.resync_delay();
+        engine.tick(now);
+        engine
+    }
+
+    // ---- getters ----
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The cluster model, for the API.
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.lease.is_leader()
+    }
+
+    pub fn lease(&self) -> &LeaseState {
+        &self.lease
+    }
+
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// Units the last reconcile could not place, with the reason (for the API).
+    pub fn unplaceable(&self) -> &BTreeMap<String, String> {
+        &self.unplaceable
+    }
+
+    /// True once every watched directory has been read.
+    pub fn is_synced(&self) -> bool {
+        self.dirs.values().all(|d| d.read_once)
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Engine::handle_timeout`] must be called, and why.
+    pub fn poll_timeout(&self) -> Option<(Instant, EngineTimer)> {
+        if self.stopped {
+            return None;
+        }
+        let mut timers = vec![
+            (self.next_tick, EngineTimer::Tick),
+            (self.next_resync, EngineTimer::Resync),
+        ];
+        if let LeaseState::Leader {
+            valid_until,
+            act_after,
+            ..
+        } = self.lease
+        {
+            timers.push((valid_until, EngineTimer::LeaseExpiry));
+            // After stealing a lease: wake when we may act, not a whole tick later.
+            if self.dirty && act_after > self.last_now {
+                timers.push((act_after, EngineTimer::Tick));
+            }
+        }
+        if let Some(&(deadline, _)) = self.deadlines.first() {
+            timers.push((deadline, EngineTimer::RequestTimeout));
+        }
+        if let Some(at) = self.reconcile_at {
+            timers.push((at, EngineTimer::Reconcile));
+        }
+        if let Some(at) = self.dirs.values().filter_map(|d| d.retry_at).min() {
+            timers.push((at, EngineTimer::Retry));
+        }
+        if self.shutting_down {
+            timers.retain(|(_, t)| *t == EngineTimer::RequestTimeout);
+        }
+        timers.into_iter().min()
+    }
+
+    // ---- inputs ----
+
+    /// An answer to one of our commands. Answers to unknown (e.g. timed-out) ids are ignored.
+    pub fn handle_input(&mut self, response: Response, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        let watched = match self.pending.get(&response.id) {
+            None => return,
+            Some(Pending::Watch(dir)) => Some(*dir),
+            Some(_) => None,
+        };
+        if let Ok(reply) = &response.result {
+            self.note_index(reply);
+        }
+        if let (Some(_), Ok(Reply::Event(event))) = (watched, &response.result) {
+            self.on_watch_event(event, now);
+            return;
+        }
+        let Some(pending) = self.pending.remove(&response.id) else {
+            return;
+        };
+        self.deadlines.retain(|(_, id)| *id != response.id);
+        self.on_answer(response.id, pending, response.result, now);
+    }
+
+    /// Timers: request timeouts, lease expiry, retries, resync, tick. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(pending) = self.pending.remove(&id) {
+                self.on_answer(id, pending, Err(Failure::Timeout), now);
+            }
+        }
+        if self.shutting_down {
+            return;
+        }
+        if let LeaseState::Leader { valid_until, .. } = self.lease
+            && now >= valid_until
+        {
+            self.lose_lease("lease not renewed before its TTL ran out".to_string());
+        }
+        let due: Vec<Dir> = self
+            .dirs
+            .iter()
+            .filter(|(_, d)| d.retry_at.is_some_and(|at| at <= now))
+            .map(|(dir, _)| *dir)
+            .collect();
+        for dir in due {
+            self.start_read(dir, now);
+        }
+        if now >= self.next_resync {
+            for dir in Dir::ALL {
+                if self.dirs[&dir].read.is_none() && self.dirs[&dir].retry_at.is_none() {
+                    self.start_read(dir, now);
+                }
+            }
+            self.next_resync = now + self.resync_delay();
+        }
+        if now >= self.next_tick {
+            self.tick(now);
+        }
+        self.maybe_reconcile(now);
+        if let Some(at) = self.reconcile_at
+            && at <= now
+        {
+            self.reconcile_at = None;
+            if self.dirty && self.may_act(now) && self.is_synced() && !self.writes_busy() {
+                self.reconcile(now);
+            }
+        }
+    }
+
+    /// Stops: drops queued writes and, if leader, releases the lease (delete with prevIndex).
+    /// [`EngineEvent::Stopped`] follows once that is answered or timed out.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.queued.clear();
+        self.next_stage.clear();
+        if let LeaseState::Leader { index, .. } = self.lease {
+            let request = Request::Delete {
+                key: self.config.keyspace.engine_lease(),
+                precondition: Precondition::Index(index),
+                recursive: false,
+            };
+            self.lease = LeaseState::Follower { leader: None };
+            let id = self.send(request, Pending::Lease(LeaseOp::Release), now);
+            self.lease_op = Some(id);
+        } else {
+            self.stop();
+        }
+    }
+
+    // ---- internals ----
+
+    fn stop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.events.push_back(EngineEvent::Stopped);
+        }
+    }
+
+    fn resync_delay(&mut self) -> Duration {
+        self.rng.jitter(self.config.resync_interval, 0.2)
+    }
+
+    fn send(&mut self, request: Request, pending: Pending, now: Instant) -> OpId {
+        let id = self.ids.next_id();
+        bump(&mut self.metrics.registry_requests, request_kind(&request));
+        if !matches!(pending, Pending::Watch(_)) {
+            self.deadlines
+                .insert((now + self.config.request_timeout, id));
+        }
+        self.pending.insert(id, pending);
+        self.commands.push_back(Command { id, request });
+        id
+    }
+
+    fn note_index(&mut self, reply: &Reply) {
+        let index = match reply {
+            Reply::Got { index, .. } | Reply::Deleted { index } => *index,
+            Reply::Put { node } => node.modified_index,
+            Reply::Event(event) => event.node.modified_index,
+        };
+        self.highest_index = self.highest_index.max(index);
+    }
+
+    fn start_read(&mut self, dir: Dir, now: Instant) {
+        let sync = self.dirs.entry(dir).or_default();
+        sync.retry_at = None;
+        if sync.read.is_some() {
+            return;
+        }
+        let request = Request::Get {
+            key: dir.key(&self.config.keyspace),
+            recursive: true,
+        };
+        let id = self.send(request, Pending::Read(dir), now);
+        if let Some(sync) = self.dirs.get_mut(&dir) {
+            sync.read = Some(id);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.next_tick = now + self.config.reconcile_interval;
+        if self.shutting_down || self.version_too_new {
+            return;
+        }
+        if !self.config.use_watches && self.is_synced() {
+            for dir in Dir::ALL {
+                self.start_read(dir, now);
+            }
+        }
+        match self.lease {
+            LeaseState::Leader { index, .. } => {
+                if self.lease_op.is_none() {
+                    self.write_lease(Precondition::Index(index), Duration::ZERO, now);
+                }
+                // The safety net: reconcile even if no event said so.
+                self.dirty = true;
+                self.maybe_reconcile(now);
+            }
+            LeaseState::Follower { .. } if self.lease_op.is_none() => {
+                let request = Request::Get {
+                    key: self.config.keyspace.engine_version(),
+                    recursive: false,
+                };
+                let id = self.send(request, Pending::Lease(LeaseOp::GetVersion), now);
+                self.lease_op = Some(id);
+            }
+            LeaseState::Follower { .. } => {}
+        }
+    }
+
+    fn write_lease(&mut self, precondition: Precondition, wait: Duration, now: Instant) {
+        let request = Request::Put {
+            key: self.config.keyspace.engine_lease(),
+            value: PutValue::Value(lease_value(&self.config.machine_id)),
+            ttl: Some(self.config.lease_ttl() + wait),
+            precondition,
+        };
+        let id = self.send(
+            request,
+            Pending::Lease(LeaseOp::Write { sent: now, wait }),
+            now,
+        );
+        self.lease_op = Some(id);
+    }
+
+    fn set_leader(&mut self, leader: Option<String>) {
+        if let LeaseState::Follower { leader: known } = &self.lease
+            && *known == leader
+        {
+            return;
+        }
+        self.lease = LeaseState::Follower {
+            leader: leader.clone(),
+        };
+        self.events.push_back(EngineEvent::LeaderChanged { leader });
+    }
+
+    fn lose_lease(&mut self, reason: String) {
+        if !self.lease.is_leader() {
+            return;
+        }
+        self.lease = LeaseState::Follower { leader: None };
+        self.queued.clear();
+        self.next_stage.clear();
+        self.events.push_back(EngineEvent::LeaseLost { reason });
+    }
+
+    fn on_answer(
+        &mut self,
+        id: OpId,
+        pending: Pending,
+        result: Result<Reply, Failure>,
+        now: Instant,
+    ) {
+        if let Err(failure) = &result {
+            let kind = match &pending {
+                Pending::Read(_) => "get",
+                Pending::Watch(_) => "watch",
+                Pending::Lease(LeaseOp::GetVersion | LeaseOp::Get) => "get",
+                Pending::Lease(LeaseOp::Release) => "delete",
+                Pending::Lease(_) => "put",
+                Pending::Write(chain) => match chain.steps.front() {
+                    Some(Step::DeleteTarget { .. } | Step::DeleteSchedule { .. })
+                    | Some(Step::DeleteGlobal { .. }) => "delete",
+                    _ => "put",
+                },
+            };
+            if !matches!(failure, Failure::NotFound | Failure::PreconditionFailed) {
+                bump(&mut self.metrics.registry_failures, kind);
+            }
+        }
+        match pending {
+            Pending::Read(dir) => self.on_read(dir, result, now),
+            Pending::Watch(dir) => self.on_watch_end(dir, result, now),
+            Pending::Lease(op) => {
+                if self.lease_op == Some(id) {
+                    self.lease_op = None;
+                }
+                self.on_lease(op, result, now);
+            }
+            Pending::Write(chain) => {
+                self.writes_in_flight -= 1;
+                self.on_write(chain, result, now);
+            }
+        }
+    }
+
+    fn on_read(&mut self, dir: Dir, result: Result<Reply, Failure>, now: Instant) {
+        if let Some(sync) = self.dirs.get_mut(&dir) {
+            sync.read = None;
+        }
+        let index = match result {
+            Ok(Reply::Got { node, index }) => {
+                self.view.apply_read(dir, Some(&node), index);
+                index
+            }
+            Err(Failure::NotFound) => {
+                // A missing directory carries no index: watch from the highest index seen so
+                // far (replaying a little is harmless), or as soon as one is known.
+                self.view.apply_read(dir, None, self.highest_index);
+                self.highest_index
+            }
+            _ => {
+                if let Some(sync) = self.dirs.get_mut(&dir) {
+                    sync.retry_at = Some(now + self.config.retry_delay);
+                }
+                return;
+            }
+        };
+        self.dirty = true;
+        let use_watches = self.config.use_watches;
+        if let Some(sync) = self.dirs.get_mut(&dir) {
+            sync.read_once = true;
+            sync.watch_pending = use_watches && sync.watch.is_none();
+        }
+        if index > 0 {
+            self.start_pending_watches(now);
+        }
+        self.maybe_reconcile(now);
+    }
+
+    /// Starts the watch of every directory read but not yet watched: from its read's index, or
+    /// for a missing directory read before any index was known, from the highest index seen.
+    fn start_pending_watches(&mut self, now: Instant) {
+        if self.shutting_down || self.highest_index == 0 {
+            return;
+        }
+        let waiting: Vec<(Dir, u64)> = self
+            .dirs
+            .iter()
+            .filter(|(_, d)| d.watch_pending)
+            .map(|(dir, _)| {
+                let read_at = self.view.read_index(*dir);
+                (
+                    *dir,
+                    if read_at > 0 {
+                        read_at
+                    } else {
+                        self.highest_index
+                    },
+                )
+            })
+            .collect();
+        for (dir, index) in waiting {
+            let request = Request::Watch {
+                prefix: dir.key(&self.config.keyspace),
+                from_index: index + 1,
+            };
+            let id = self.send(request, Pending::Watch(dir), now);
+            if let Some(sync) = self.dirs.get_mut(&dir) {
+                sync.watch = Some(id);
+                sync.watch_pending = false;
+            }
+        }
+    }
+
+    fn on_watch_event(&mut self, event: &Event, now: Instant) {
+        if self.view.apply_event(event).is_some() {
+            self.dirty = true;
+            self.maybe_reconcile(now);
+        }
+    }
+
+    fn on_watch_end(&mut self, dir: Dir, result: Result<Reply, Failure>, now: Instant) {
+        if let Some(sync) = self.dirs.get_mut(&dir) {
+            sync.watch = None;
+        }
+        if self.shutting_down {
+            return;
+        }
+        match result {
+            // The registry forgot the history we asked for: re-read now and watch from there.
+            Err(Failure::HistoryLost { .. }) => self.start_read(dir, now),
+            _ => {
+                if let Some(sync) = self.dirs.get_mut(&dir) {
+                    sync.retry_at = Some(now + self.config.retry_delay);
+                }
+            }
+        }
+    }
+
+    fn on_lease(&mut self, op: LeaseOp, result: Result<Reply, Failure>, now: Instant) {
+        let keyspace = self.config.keyspace.clone();
+        match (op, result) {
+            (LeaseOp::Release, _) => {
+                self.events.push_back(EngineEvent::LeaseReleased);
+                self.stop();
+            }
+            _ if self.shutting_down => {}
+            (LeaseOp::GetVersion, result) => {
+                let version = match result {
+                    Ok(Reply::Got { node, .. }) => Some(parse_version(node.value.as_deref())),
+                    Err(Failure::NotFound) => None,
+                    Err(_) | Ok(_) => return,
+                };
+                let current = version.unwrap_or(0);
+                if current > ENGINE_VERSION {
+                    if !self.version_too_new {
+                        self.version_too_new = true;
+                        self.events
+                            .push_back(EngineEvent::EngineVersionTooNew { version: current });
+                    }
+                    return;
+                }
+                let op = if current < ENGINE_VERSION {
+                    let precondition = match version {
+                        Some(_) => Precondition::Value(current.to_string()),
+                        None => Precondition::Absent,
+                    };
+                    let request = Request::Put {
+                        key: keyspace.engine_version(),
+                        value: PutValue::Value(ENGINE_VERSION.to_string()),
+                        ttl: None,
+                        precondition,
+                    };
+                    (request, LeaseOp::PutVersion { from: current })
+                } else {
+                    let request = Request::Get {
+                        key: keyspace.engine_lease(),
+                        recursive: false,
+                    };
+                    (request, LeaseOp::Get)
+                };
+                let id = self.send(op.0, Pending::Lease(op.1), now);
+                self.lease_op = Some(id);
+            }
+            (LeaseOp::PutVersion { from }, Ok(_)) => {
+                self.events.push_back(EngineEvent::EngineVersionUpdated {
+                    from,
+                    to: ENGINE_VERSION,
+                });
+                let request = Request::Get {
+                    key: keyspace.engine_lease(),
+                    recursive: false,
+                };
+                let id = self.send(request, Pending::Lease(LeaseOp::Get), now);
+                self.lease_op = Some(id);
+            }
+            // Someone else moved the version: try again next tick.
+            (LeaseOp::PutVersion { .. }, Err(_)) => {}
+            (LeaseOp::Get, Err(Failure::NotFound)) => {
+                self.write_lease(Precondition::Absent, Duration::ZERO, now);
+            }
+            (LeaseOp::Get, Ok(Reply::Got { node, .. })) => {
+                let read = ReadLease::from_node(&node);
+                if read.holder == self.config.machine_id {
+                    // Ours from before a restart: keep it.
+                    self.write_lease(Precondition::Index(read.index), Duration::ZERO, now);
+                } else if read.version >= ENGINE_VERSION {
+                    self.set_leader(Some(read.holder));
+                } else {
+                    // A legacy engine holds it: steal, then wait out its TTL before acting.
+                    self.write_lease(Precondition::Index(read.index), read.remaining, now);
+                }
+            }
+            (LeaseOp::Get, _) => {}
+            (LeaseOp::Write { sent, wait }, Ok(Reply::Put { node })) => {
+                let expires = (sent + self.config.lease_ttl() + wait).since_epoch();
+                let valid_until =
+                    Instant::from_epoch(expires.saturating_sub(self.config.lease_margin));
+                let was_leader = self.lease.is_leader();
+                self.lease = LeaseState::Leader {
+                    index: node.modified_index,
+                    valid_until,
+                    act_after: sent + wait,
+                };
+                if !was_leader {
+                    self.metrics.leader_since = Some(now);
+                    self.events.push_back(EngineEvent::LeaseAcquired);
+                    self.dirty = true;
+                }
+                self.maybe_reconcile(now);
+            }
+            (LeaseOp::Write { .. }, result) => {
+                let why = match result {
+                    Err(failure) => failure.to_string(),
+                    Ok(_) => "unexpected reply".to_string(),
+                };
+                if self.lease.is_leader() {
+                    self.lose_lease(format!("Engine leadership lost, renewal failed: {why}"));
+                } else {
+                    // Another engine was faster.
+                    self.set_leader(None);
+                }
+            }
+        }
+    }
+
+    /// Whether this engine may write now.
+    fn may_act(&self, now: Instant) -> bool {
+        match self.lease {
+            LeaseState::Leader {
+                valid_until,
+                act_after,
+                ..
+            } => !self.shutting_down && now >= act_after && now < valid_until,
+            LeaseState::Follower { .. } => false,
+        }
+    }
+
+    fn writes_busy(&self) -> bool {
+        self.writes_in_flight > 0 || !self.queued.is_empty() || !self.next_stage.is_empty()
+    }
+
+    /// Asks for a reconcile after the debounce if the model changed and this engine could act
+    /// on it; [`Engine::handle_timeout`] runs it.
+    fn maybe_reconcile(&mut self, now: Instant) {
+        if self.reconcile_at.is_none()
+            && self.dirty
+            && self.may_act(now)
+            && self.is_synced()
+            && !self.writes_busy()
+        {
+            self.reconcile_at = Some(now + self.config.reconcile_debounce);
+        }
+    }
+
+    fn reconcile(&mut self, now: Instant) {
+        self.dirty = false;
+        self.metrics.reconcile_count += 1;
+        let snapshot = self.view.snapshot();
+        let plan = plan(&snapshot);
+
+        let mut unscheduled: BTreeSet<&str> = BTreeSet::new();
+        let mut scheduled: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut stage_one: VecDeque<Chain> = VecDeque::new();
+        let mut stage_two: VecDeque<Chain> = VecDeque::new();
+        for task in &plan.tasks {
+            match task {
+                Task::Unschedule {
+                    unit,
+                    machine,
+                    reason,
+                } => {
+                    if let Some(kind) = reason.failure_type() {
+                        bump(&mut self.metrics.reconcile_failure_count, kind);
+                    }
+                    unscheduled.insert(unit);
+                    stage_one.push_back(Chain {
+                        steps: VecDeque::from([
+                            Step::DeleteSchedule {
+                                unit: unit.clone(),
+                                machine: machine.clone(),
+                            },
+                            Step::DeleteTarget {
+                                unit: unit.clone(),
+                                machine: machine.clone(),
+                            },
+                        ]),
+                        task_type: task.metric_type(),
+                        done: Some(EngineEvent::UnitUnscheduled {
+                            unit: unit.clone(),
+                            machine: machine.clone(),
+                            reason: reason.to_string(),
+                        }),
+                    });
+                }
+                Task::AttemptSchedule { unit, machine } => {
+                    scheduled.insert(unit, machine);
+                    let Some(record) = self.schedule_record(unit) else {
+                        continue;
+                    };
+                    stage_two.push_back(Chain {
+                        steps: VecDeque::from([
+                            Step::PutTarget {
+                                unit: unit.clone(),
+                                machine: machine.clone(),
+                            },
+                            Step::PutSchedule {
+                                unit: unit.clone(),
+                                machine: machine.clone(),
+                                record,
+                            },
+                        ]),
+                        task_type: task.metric_type(),
+                        done: Some(EngineEvent::UnitScheduled {
+                            unit: unit.clone(),
+                            machine: machine.clone(),
+                        }),
+                    });
+                }
+            }
+        }
+
+        // Keep schedule records in line with jobs that stay where they are.
+        let mut wanted: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for (name, job) in self.view.jobs() {
+            if job.is_global() {
+                continue;
+            }
+            let Some(target) = job.target.as_deref() else {
+                continue;
+            };
+            if unscheduled.contains(name.as_str())
+                || job.target_state == Some(TargetState::Inactive)
+            {
+                continue;
+            }
+            // Kept even when no record can be built (unreadable target state): leave it be.
+            wanted.insert((target, name.as_str()));
+            let Some(record) = self.schedule_record(name) else {
+                continue;
+            };
+            let key = (target.to_string(), name.clone());
+            if self.view.schedules().get(&key) != Some(&record) {
+                stage_two.push_back(sync_chain(Step::PutSchedule {
+                    unit: name.clone(),
+                    machine: target.to_string(),
+                    record,
+                }));
+            }
+        }
+        for (machine, name) in scheduled {
+            wanted.insert((machine, name));
+        }
+        for (machine, name) in self.view.schedules().keys() {
+            if !wanted.contains(&(machine.as_str(), name.as_str()))
+                && !unscheduled.contains(name.as_str())
+            {
+                stage_one.push_back(sync_chain(Step::DeleteSchedule {
+                    unit: name.clone(),
+                    machine: machine.clone(),
+                }));
+            }
+        }
+        // Mirror global units into P/global.
+        for (name, job) in self.view.jobs() {
+            if !job.is_global() {
+                continue;
+            }
+            if let Some(record) = self.schedule_record(name)
+                && self.view.globals().get(name) != Some(&record)
+            {
+                stage_two.push_back(sync_chain(Step::PutGlobal {
+                    unit: name.clone(),
+                    record,
+                }));
+            }
+        }
+        for name in self.view.globals().keys() {
+            let still_global = self.view.jobs().get(name).is_some_and(|j| j.is_global());
+            if !still_global {
+                stage_one.push_back(sync_chain(Step::DeleteGlobal { unit: name.clone() }));
+            }
+        }
+
+        // Report units that cannot be placed, once per reason.
+        let mut now_unplaceable = BTreeMap::new();
+        for u in &plan.unplaceable {
+            bump(&mut self.metrics.reconcile_failure_count, "schedule");
+            let reason = u.reason.to_string();
+            if self.unplaceable.get(&u.unit) != Some(&reason) {
+                self.events.push_back(EngineEvent::UnitUnplaceable {
+                    unit: u.unit.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            now_unplaceable.insert(u.unit.clone(), reason);
+        }
+        self.unplaceable = now_unplaceable;
+        self.events.push_back(EngineEvent::ReconcileDone {
+            tasks: plan.tasks.len(),
+            unplaceable: plan.unplaceable.len(),
+        });
+
+        if stage_one.is_empty() {
+            self.queued = stage_two;
+        } else {
+            self.queued = stage_one;
+            self.next_stage = stage_two;
+        }
+        self.dispatch(now);
+    }
+
+    /// The schedule record of a job: its unit hash and target state.
+    fn schedule_record(&self, name: &str) -> Option<ScheduleRecord> {
+        let job = self.view.jobs().get(name)?;
+        Some(ScheduleRecord {
+            unit_hash: job.hash?.to_hex(),
+            target_state: job.target_state?,
+        })
+    }
+
+    fn dispatch(&mut self, now: Instant) {
+        if !self.may_act(now) {
+            self.queued.clear();
+            self.next_stage.clear();
+            return;
+        }
+        loop {
+            if self.queued.is_empty() && self.writes_in_flight == 0 {
+                if self.next_stage.is_empty() {
+                    break;
+                }
+                self.queued = std::mem::take(&mut self.next_stage);
+            }
+            if self.writes_in_flight >= self.config.max_writes_in_flight.max(1) {
+                break;
+            }
+            let Some(chain) = self.queued.pop_front() else {
+                break;
+            };
+            self.start_step(chain, now);
+        }
+        if !self.writes_busy() {
+            self.maybe_reconcile(now);
+        }
+    }
+
+    fn start_step(&mut self, chain: Chain, now: Instant) {
+        let Some(step) = chain.steps.front() else {
+            return;
+        };
+        let ks = &self.config.keyspace;
+        let record_json = |r: &ScheduleRecord| serde_json::to_string(r).unwrap_or_default();
+        let request = match step {
+            Step::PutTarget { unit, machine } => Request::Put {
+                key: ks.job_target(unit),
+                value: PutValue::Value(machine.clone()),
+                ttl: None,
+                precondition: Precondition::Absent,
+            },
+            Step::DeleteTarget { unit, machine } => Request::Delete {
+                key: ks.job_target(unit),
+                precondition: Precondition::Value(machine.clone()),
+                recursive: false,
+            },
+            Step::PutSchedule {
+                unit,
+                machine,
+                record,
+            } => Request::Put {
+                key: ks.schedule_entry(machine, unit),
+                value: PutValue::Value(record_json(record)),
+                ttl: None,
+                precondition: Precondition::None,
+            },
+            Step::DeleteSchedule { unit, machine } => Request::Delete {
+                key: ks.schedule_entry(machine, unit),
+                precondition: Precondition::None,
+                recursive: false,
+            },
+            Step::PutGlobal { unit, record } => Request::Put {
+                key: ks.global_entry(unit),
+                value: PutValue::Value(record_json(record)),
+                ttl: None,
+                precondition: Precondition::None,
+            },
+            Step::DeleteGlobal { unit } => Request::Delete {
+                key: ks.global_entry(unit),
+                precondition: Precondition::None,
+                recursive: false,
+            },
+        };
+        self.writes_in_flight += 1;
+        self.send(request, Pending::Write(chain), now);
+    }
+
+    fn on_write(&mut self, mut chain: Chain, result: Result<Reply, Failure>, now: Instant) {
+        let Some(step) = chain.steps.pop_front() else {
+            return;
+        };
+        let tolerated = matches!(
+            (&step, &result),
+            (_, Ok(_))
+                | (
+                    Step::DeleteTarget { .. }
+                        | Step::DeleteSchedule { .. }
+                        | Step::DeleteGlobal { .. },
+                    Err(Failure::NotFound)
+                )
+                | (Step::DeleteTarget { .. }, Err(Failure::PreconditionFailed))
+        );
+        // Apply our own write to the model at once, so that its watch event changes nothing.
+        match &result {
+            Ok(Reply::Put { node }) => {
+                self.view.apply_event(&Event {
+                    action: Action::Set,
+                    node: node.clone(),
+                    prev_node: None,
+                });
+            }
+            Ok(Reply::Deleted { index }) => {
+                let key = self.step_key(&step);
+                self.view.apply_event(&Event {
+                    action: Action::Delete,
+                    node: Node {
+                        key,
+                        modified_index: *index,
+                        ..Node::default()
+                    },
+                    prev_node: None,
+                });
+            }
+            _ => {}
+        }
+        if !tolerated {
+            match (&step, result) {
+                // Someone scheduled it first: nothing to do, and no failure.
+                (Step::PutTarget { .. }, Err(Failure::PreconditionFailed)) => {}
+                (_, Err(failure)) => {
+                    bump(&mut self.metrics.task_failure_count, chain.task_type);
+                    self.events.push_back(EngineEvent::TaskFailed {
+                        task: format!("{step:?}"),
+                        failure,
+                    });
+                }
+                (_, Ok(_)) => {}
+            }
+            self.dispatch(now);
+            return;
+        }
+        if chain.steps.is_empty() {
+            bump(&mut self.metrics.task_count, chain.task_type);
+            if let Some(event) = chain.done.take() {
+                self.events.push_back(event);
+            }
+        } else if self.may_act(now) {
+            self.start_step(chain, now);
+        }
+        self.dispatch(now);
+    }
+
+    fn step_key(&self, step: &Step) -> String {
+        let ks = &self.config.keyspace;
+        match step {
+            Step::PutTarget { unit, .. } | Step::DeleteTarget { unit, .. } => ks.job_target(unit),
+            Step::PutSchedule { unit, machine, .. } | Step::DeleteSchedule { unit, machine } => {
+                ks.schedule_entry(machine, unit)
+            }
+            Step::PutGlobal { unit, .. } | Step::DeleteGlobal { unit } => ks.global_entry(unit),
+        }
+    }
+}
+
+fn sync_chain(step: Step) -> Chain {
+    Chain {
+        steps: VecDeque::from([step]),
+        task_type: "syncschedule",
+        done: None,
+    }
+}

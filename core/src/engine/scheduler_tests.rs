@@ -1,0 +1,1541 @@
+//! Scenario tests of [`Engine`]: registry answers are fed in directly (that is the point of a
+//! sans-IO core) on a virtual clock, and the commands and events coming out are asserted.
+
+use super::*;
+use crate::registry::records::{JobRecord, MachineRecord, ScheduleRecord, TargetState};
+use crate::registry::view::Dir;
+use crate::registry::{Action, Event, Failure, Keyspace, Node, OpId, Precondition, PutValue};
+use crate::registry::{Reply, Request, Response};
+use crate::time::Instant;
+use crate::unit::{UnitFile, UnitHash};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const ME: &str = "m1";
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The engine on a virtual clock, with everything it emitted so far.
+struct Harness {
+    engine: Engine,
+    now: Instant,
+    ks: Keyspace,
+    commands: Vec<Command>,
+    events: Vec<EngineEvent>,
+    index: u64,
+    /// The latest watch on each directory.
+    watches: BTreeMap<Dir, OpId>,
+}
+
+impl Harness {
+    fn new(config: EngineConfig) -> Harness {
+        let now = Instant::from_epoch(Duration::from_secs(1000));
+        let ks = config.keyspace.clone();
+        let engine = Engine::new(config, now);
+        let mut h = Harness {
+            engine,
+            now,
+            ks,
+            commands: Vec::new(),
+            events: Vec::new(),
+            index: 100,
+            watches: BTreeMap::new(),
+        };
+        h.drain();
+        h
+    }
+
+    /// Collects every output and, like a driver, fires timers that are already due.
+    fn drain(&mut self) {
+        loop {
+            while let Some(c) = self.engine.poll_command() {
+                self.commands.push(c);
+            }
+            while let Some(e) = self.engine.poll_event() {
+                self.events.push(e);
+            }
+            match self.engine.poll_timeout() {
+                Some((at, _)) if at <= self.now => self.engine.handle_timeout(self.now),
+                _ => return,
+            }
+        }
+    }
+
+    /// Commands emitted since the last call.
+    fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    fn take_events(&mut self) -> Vec<EngineEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn answer(&mut self, id: OpId, result: Result<Reply, Failure>) {
+        self.engine.handle_input(Response { id, result }, self.now);
+        self.drain();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.engine.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// Runs the clock forward to each timeout until `until`.
+    fn run_until(&mut self, until: Instant) {
+        let mut steps = 0;
+        while let Some((at, why)) = self.engine.poll_timeout() {
+            if at > until {
+                break;
+            }
+            steps += 1;
+            assert!(
+                steps < 10_000,
+                "timer {why:?} at {at:?} never clears (now {:?})",
+                self.now
+            );
+            self.now = self.now.max(at);
+            self.engine.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+        self.engine.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn next_index(&mut self) -> u64 {
+        self.index += 1;
+        self.index
+    }
+
+    /// Answers a Put as the registry would: the node as written, at a fresh index.
+    fn put_ok(&mut self, c: &Command) {
+        let Request::Put { key, value, .. } = &c.request else {
+            panic!("not a put: {c:?}");
+        };
+        let value = match value {
+            PutValue::Value(v) => Some(v.clone()),
+            _ => None,
+        };
+        let node = Node {
+            key: key.clone(),
+            value,
+            modified_index: self.next_index(),
+            ..Node::default()
+        };
+        self.answer(c.id, Ok(Reply::Put { node }));
+    }
+
+    fn delete_ok(&mut self, c: &Command) {
+        let index = self.next_index();
+        self.answer(c.id, Ok(Reply::Deleted { index }));
+    }
+
+    /// Answers every outstanding write (Put/Delete) successfully, repeatedly, until none is left.
+    fn complete_writes(&mut self) -> Vec<Request> {
+        let mut done = Vec::new();
+        loop {
+            let commands = self.take_commands();
+            let mut any = false;
+            for c in commands {
+                match &c.request {
+                    Request::Put { .. } => {
+                        any = true;
+                        done.push(c.request.clone());
+                        self.put_ok(&c);
+                    }
+                    Request::Delete { .. } => {
+                        any = true;
+                        done.push(c.request.clone());
+                        self.delete_ok(&c);
+                    }
+                    _ => self.commands.push(c),
+                }
+            }
+            if !any {
+                return done;
+            }
+        }
+    }
+
+    fn find(&mut self, what: impl Fn(&Request) -> bool) -> Command {
+        let pos = self
+            .commands
+            .iter()
+            .position(|c| what(&c.request))
+            .unwrap_or_else(|| panic!("no such command among {:#?}", self.commands));
+        self.commands.remove(pos)
+    }
+
+    fn get(&mut self, key: &str) -> Command {
+        self.find(|r| matches!(r, Request::Get { key: k, .. } if k == key))
+    }
+
+    /// Answers the five directory reads with `registry`'s content.
+    fn answer_reads(&mut self, registry: &Registry) {
+        for dir in Dir::ALL {
+            let key = dir.key(&self.ks);
+            let c = self.get(&key);
+            let result = match registry.dir(&key) {
+                Some(node) => Ok(Reply::Got {
+                    node,
+                    index: self.index,
+                }),
+                None => Err(Failure::NotFound),
+            };
+            self.answer(c.id, result);
+        }
+    }
+
+    /// The version gate and an uncontended lease acquisition.
+    fn acquire_lease(&mut self) {
+        let version = self.get(&self.ks.engine_version());
+        self.answer(version.id, Err(Failure::NotFound));
+        let put = self.find(|r| matches!(r, Request::Put { .. }));
+        assert_eq!(
+            put.request,
+            Request::Put {
+                key: self.ks.engine_version(),
+                value: PutValue::Value("1".into()),
+                ttl: None,
+                precondition: Precondition::Absent,
+            }
+        );
+        self.put_ok(&put);
+        let lease = self.get(&self.ks.engine_lease());
+        self.answer(lease.id, Err(Failure::NotFound));
+        let acquire = self.find(|r| matches!(r, Request::Put { .. }));
+        assert_eq!(
+            acquire.request,
+            Request::Put {
+                key: self.ks.engine_lease(),
+                value: PutValue::Value(r#"{"MachineID":"m1","Version":1}"#.into()),
+                ttl: Some(Duration::from_secs(10)),
+                precondition: Precondition::Absent,
+            }
+        );
+        self.put_ok(&acquire);
+    }
+
+    fn watch_id(&self, dir: Dir) -> OpId {
+        // Watches are never answered in these tests unless a test says so; find the last one.
+        self.watches
+            .get(&dir)
+            .copied()
+            .unwrap_or_else(|| panic!("no watch on {dir:?}"))
+    }
+
+    /// Feeds a watch event on `dir`'s watch.
+    fn event(&mut self, dir: Dir, action: Action, key: &str, value: Option<&str>) {
+        let node = Node {
+            key: key.to_string(),
+            value: value.map(str::to_string),
+            modified_index: self.next_index(),
+            ..Node::default()
+        };
+        let id = self.watch_id(dir);
+        self.answer(
+            id,
+            Ok(Reply::Event(Event {
+                action,
+                node,
+                prev_node: None,
+            })),
+        );
+    }
+}
+
+impl Harness {
+    #[allow(clippy::type_complexity)]
+    fn watches_from(&mut self) -> BTreeMap<Dir, (OpId, u64)> {
+        let mut found = BTreeMap::new();
+        let mut rest = Vec::new();
+        for c in self.take_commands() {
+            if let Request::Watch { prefix, from_index } = &c.request {
+                let dir = Dir::ALL
+                    .into_iter()
+                    .find(|d| d.key(&self.ks) == *prefix)
+                    .expect("watch on a known dir");
+                found.insert(dir, (c.id, *from_index));
+            } else {
+                rest.push(c);
+            }
+        }
+        self.commands = rest;
+        for (dir, (id, _)) in &found {
+            self.watches.insert(*dir, *id);
+        }
+        found
+    }
+}
+
+impl Harness {
+    fn collect_watches(&mut self) {
+        self.watches_from();
+    }
+}
+
+/// Registry content to answer the initial reads with.
+#[derive(Default)]
+struct Registry {
+    ks: Keyspace,
+    nodes: Vec<(String, String)>,
+}
+
+fn unit_text(xfleet: &str) -> UnitFile {
+    let text = format!("[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\n{xfleet}\n");
+    UnitFile::parse(&text).expect("test unit parses")
+}
+
+fn job_object(name: &str, hash: UnitHash) -> String {
+    serde_json::to_string(&JobRecord {
+        name: name.to_string(),
+        unit_hash: hash.0,
+    })
+    .unwrap()
+}
+
+fn unit_record(file: &UnitFile) -> String {
+    serde_json::json!({ "Raw": file.serialize() }).to_string()
+}
+
+fn machine_record(id: &str) -> String {
+    serde_json::to_string(&MachineRecord {
+        id: id.to_string(),
+        ..MachineRecord::default()
+    })
+    .unwrap()
+}
+
+fn schedule_json(hash: UnitHash, state: TargetState) -> String {
+    serde_json::to_string(&ScheduleRecord {
+        unit_hash: hash.to_hex(),
+        target_state: state,
+    })
+    .unwrap()
+}
+
+impl Registry {
+    fn machine(mut self, id: &str) -> Self {
+        self.nodes
+            .push((self.ks.machine_object(id), machine_record(id)));
+        self
+    }
+
+    fn job(mut self, name: &str, xfleet: &str, state: TargetState, target: Option<&str>) -> Self {
+        let file = unit_text(xfleet);
+        let hash = file.hash();
+        self.nodes.push((self.ks.unit(&hash), unit_record(&file)));
+        self.nodes
+            .push((self.ks.job_object(name), job_object(name, hash)));
+        self.nodes
+            .push((self.ks.job_target_state(name), state.to_string()));
+        if let Some(machine) = target {
+            self.nodes
+                .push((self.ks.job_target(name), machine.to_string()));
+            if state != TargetState::Inactive && !file.serialize().contains("Global=true") {
+                self.nodes.push((
+                    self.ks.schedule_entry(machine, name),
+                    schedule_json(hash, state),
+                ));
+            }
+        }
+        self
+    }
+
+    fn global(mut self, name: &str, state: TargetState) -> Self {
+        self = self.job(name, "Global=true", state, None);
+        let hash = unit_text("Global=true").hash();
+        self.nodes
+            .push((self.ks.global_entry(name), schedule_json(hash, state)));
+        self
+    }
+
+    /// A flat directory node holding every key under `key` (the view only walks leaves).
+    fn dir(&self, key: &str) -> Option<Node> {
+        let prefix = format!("{key}/");
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| Node {
+                key: k.clone(),
+                value: Some(v.clone()),
+                modified_index: 50,
+                ..Node::default()
+            })
+            .collect();
+        (!nodes.is_empty()).then(|| Node {
+            key: key.to_string(),
+            dir: true,
+            nodes,
+            ..Node::default()
+        })
+    }
+}
+
+/// Events other than reconcile bookkeeping.
+fn lease_events(events: Vec<EngineEvent>) -> Vec<EngineEvent> {
+    events
+        .into_iter()
+        .filter(|e| !matches!(e, EngineEvent::ReconcileDone { .. }))
+        .collect()
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        seed: 7,
+        reconcile_debounce: Duration::ZERO,
+        ..EngineConfig::new(ME)
+    }
+}
+
+/// An engine that has read `registry` and holds the lease; the commands of its first reconcile
+/// are left in `h.commands`.
+fn leader(registry: &Registry) -> Harness {
+    leader_with(config(), registry)
+}
+
+fn leader_with(config: EngineConfig, registry: &Registry) -> Harness {
+    let mut h = Harness::new(config);
+    h.answer_reads(registry);
+    h.collect_watches();
+    h.acquire_lease();
+    assert!(h.engine.is_leader());
+    h
+}
+
+fn put_target(ks: &Keyspace, unit: &str, machine: &str) -> Request {
+    Request::Put {
+        key: ks.job_target(unit),
+        value: PutValue::Value(machine.into()),
+        ttl: None,
+        precondition: Precondition::Absent,
+    }
+}
+
+fn put_schedule(ks: &Keyspace, unit: &str, machine: &str, record: String) -> Request {
+    Request::Put {
+        key: ks.schedule_entry(machine, unit),
+        value: PutValue::Value(record),
+        ttl: None,
+        precondition: Precondition::None,
+    }
+}
+
+#[test]
+fn starts_by_reading_every_directory_and_checking_the_version() {
+    let mut h = Harness::new(config());
+    let mut keys: Vec<String> = h
+        .take_commands()
+        .into_iter()
+        .map(|c| match c.request {
+            Request::Get { key, recursive } => format!("{key} {recursive}"),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    keys.sort();
+    let ks = Keyspace::default();
+    let mut want = vec![
+        format!("{} true", ks.globals_dir()),
+        format!("{} true", ks.jobs_dir()),
+        format!("{} true", ks.machines_dir()),
+        format!("{} true", ks.schedules_dir()),
+        format!("{} true", ks.units_dir()),
+        format!("{} false", ks.engine_version()),
+    ];
+    want.sort();
+    assert_eq!(keys, want);
+    assert!(!h.engine.is_synced());
+}
+
+#[test]
+fn reads_are_followed_by_watches_from_the_read_index_plus_one() {
+    let mut h = Harness::new(config());
+    h.answer_reads(&Registry::default().machine("m1"));
+    let watches = h.watches_from();
+    assert_eq!(watches.len(), 5);
+    for (dir, (_, from)) in watches {
+        assert_eq!(from, 101, "{dir:?}");
+    }
+    assert!(h.engine.is_synced());
+}
+
+#[test]
+fn leader_schedules_a_unit_target_first_then_schedule_record() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("hello.service", "", TargetState::Launched, None);
+    let mut h = leader(&registry);
+    let events = h.take_events();
+    assert!(events.contains(&EngineEvent::LeaseAcquired), "{events:?}");
+    assert!(events.contains(&EngineEvent::ReconcileDone {
+        tasks: 1,
+        unplaceable: 0
+    }));
+    let ks = h.ks.clone();
+    let first = h.find(|r| matches!(r, Request::Put { .. }));
+    assert_eq!(first.request, put_target(&ks, "hello.service", "m1"));
+    assert!(h.take_commands().is_empty(), "one step at a time per unit");
+    h.put_ok(&first);
+    let second = h.find(|r| matches!(r, Request::Put { .. }));
+    let hash = unit_text("").hash();
+    assert_eq!(
+        second.request,
+        put_schedule(
+            &ks,
+            "hello.service",
+            "m1",
+            schedule_json(hash, TargetState::Launched)
+        )
+    );
+    h.put_ok(&second);
+    assert_eq!(
+        h.take_events(),
+        vec![EngineEvent::UnitScheduled {
+            unit: "hello.service".into(),
+            machine: "m1".into()
+        }]
+    );
+    assert_eq!(
+        h.engine.metrics().task_count.get("attemptscheduleunit"),
+        Some(&1)
+    );
+    // The watch echoes our own writes: nothing changes, nothing is written.
+    h.event(
+        Dir::Jobs,
+        Action::Create,
+        &ks.job_target("hello.service"),
+        Some("m1"),
+    );
+    assert!(h.take_commands().is_empty());
+}
+
+#[test]
+fn converged_cluster_writes_nothing_but_lease_renewals() {
+    let registry = Registry::default()
+        .machine("m1")
+        .machine("m2")
+        .job("a.service", "", TargetState::Launched, Some("m1"))
+        .job("b.service", "", TargetState::Loaded, Some("m2"))
+        .job("c.service", "", TargetState::Inactive, None)
+        .global("g.service", TargetState::Launched);
+    let mut h = leader(&registry);
+    assert!(h.complete_writes().is_empty());
+    for _ in 0..5 {
+        h.advance(secs(2.0));
+        let renew = h.find(|r| matches!(r, Request::Put { .. }));
+        assert!(matches!(
+            renew.request,
+            Request::Put {
+                precondition: Precondition::Index(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            match &renew.request {
+                Request::Put { key, .. } => key.clone(),
+                _ => unreachable!(),
+            },
+            h.ks.engine_lease()
+        );
+        h.put_ok(&renew);
+        assert!(h.complete_writes().is_empty());
+    }
+    assert!(h.engine.metrics().reconcile_count >= 6);
+}
+
+#[test]
+fn renewal_uses_the_index_of_the_last_lease_write() {
+    let mut h = leader(&Registry::default().machine("m1"));
+    h.complete_writes();
+    h.advance(secs(2.0));
+    let renew = h.find(|r| matches!(r, Request::Put { .. }));
+    h.put_ok(&renew);
+    let written_at = h.index;
+    h.advance(secs(2.0));
+    let renew = h.find(|r| matches!(r, Request::Put { .. }));
+    assert!(
+        matches!(&renew.request, Request::Put { precondition: Precondition::Index(i), ttl, .. }
+            if *i == written_at && *ttl == Some(Duration::from_secs(10))),
+        "{renew:?}"
+    );
+}
+
+#[test]
+fn follower_remembers_the_leader_and_writes_nothing() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("hello.service", "", TargetState::Launched, None);
+    let mut h = Harness::new(config());
+    h.answer_reads(&registry);
+    h.collect_watches();
+    let version = h.get(&h.ks.engine_version());
+    h.answer(
+        version.id,
+        Ok(Reply::Got {
+            node: Node {
+                key: h.ks.engine_version(),
+                value: Some("1".into()),
+                ..Node::default()
+            },
+            index: 100,
+        }),
+    );
+    let lease = h.get(&h.ks.engine_lease());
+    let held = Node {
+        key: h.ks.engine_lease(),
+        value: Some(r#"{"MachineID":"m2","Version":1}"#.into()),
+        modified_index: 90,
+        ttl: Some(9),
+        ..Node::default()
+    };
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: held,
+            index: 100,
+        }),
+    );
+    assert!(!h.engine.is_leader());
+    assert_eq!(
+        h.take_events(),
+        vec![EngineEvent::LeaderChanged {
+            leader: Some("m2".into())
+        }]
+    );
+    assert!(h.take_commands().is_empty());
+    // Next tick: only the version check again, never a write.
+    h.advance(secs(2.0));
+    let commands = h.take_commands();
+    assert_eq!(commands.len(), 1);
+    assert!(
+        matches!(&commands[0].request, Request::Get { key, .. } if *key == h.ks.engine_version())
+    );
+}
+
+#[test]
+fn newer_engine_version_means_no_participation() {
+    let mut h = Harness::new(config());
+    h.answer_reads(&Registry::default().machine("m1"));
+    h.collect_watches();
+    let version = h.get(&h.ks.engine_version());
+    let node = Node {
+        key: h.ks.engine_version(),
+        value: Some("2".into()),
+        ..Node::default()
+    };
+    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    assert_eq!(
+        h.take_events(),
+        vec![EngineEvent::EngineVersionTooNew { version: 2 }]
+    );
+    h.advance(secs(10.0));
+    assert!(h.take_commands().is_empty());
+}
+
+#[test]
+fn older_engine_version_is_updated_with_compare_and_swap() {
+    let mut h = Harness::new(config());
+    let version = h.get(&h.ks.engine_version());
+    let node = Node {
+        key: h.ks.engine_version(),
+        value: Some("0".into()),
+        ..Node::default()
+    };
+    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    let put = h.find(|r| matches!(r, Request::Put { .. }));
+    assert!(
+        matches!(&put.request, Request::Put { precondition: Precondition::Value(v), .. } if v == "0")
+    );
+    h.put_ok(&put);
+    assert_eq!(
+        h.take_events(),
+        vec![EngineEvent::EngineVersionUpdated { from: 0, to: 1 }]
+    );
+    h.get(&h.ks.engine_lease());
+}
+
+#[test]
+fn lease_is_given_up_before_its_ttl_when_renewals_go_unanswered() {
+    let mut cfg = config();
+    cfg.request_timeout = secs(60.0);
+    let mut h = Harness::new(cfg);
+    h.answer_reads(&Registry::default().machine("m1"));
+    h.collect_watches();
+    let acquired_at = h.now;
+    h.acquire_lease();
+    h.take_events();
+    // TTL 10 s, margin 2 s: trusted until 8 s after the acquiring write was sent.
+    h.run_until(acquired_at + secs(7.9));
+    assert!(h.engine.is_leader());
+    h.run_until(acquired_at + secs(8.0));
+    assert!(!h.engine.is_leader());
+    assert_eq!(
+        lease_events(h.take_events()),
+        vec![EngineEvent::LeaseLost {
+            reason: "lease not renewed before its TTL ran out".into()
+        }]
+    );
+}
+
+#[test]
+fn unanswered_renewal_times_out_and_loses_the_lease() {
+    let mut cfg = config();
+    cfg.request_timeout = secs(1.0);
+    let mut h = Harness::new(cfg);
+    h.answer_reads(&Registry::default().machine("m1"));
+    h.collect_watches();
+    h.acquire_lease();
+    h.take_events();
+    h.advance(secs(2.0));
+    let _renew = h.find(|r| matches!(r, Request::Put { .. }));
+    h.advance(secs(1.0));
+    assert!(!h.engine.is_leader());
+    assert_eq!(
+        lease_events(h.take_events()),
+        vec![EngineEvent::LeaseLost {
+            reason: "Engine leadership lost, renewal failed: registry request timed out".into()
+        }]
+    );
+    assert_eq!(h.engine.metrics().registry_failures.get("put"), Some(&1));
+}
+
+#[test]
+fn legacy_lease_is_stolen_and_its_remaining_ttl_waited_out() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("hello.service", "", TargetState::Launched, None);
+    let mut h = Harness::new(config());
+    h.answer_reads(&registry);
+    h.collect_watches();
+    let version = h.get(&h.ks.engine_version());
+    let node = Node {
+        key: h.ks.engine_version(),
+        value: Some("1".into()),
+        ..Node::default()
+    };
+    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    let lease = h.get(&h.ks.engine_lease());
+    let legacy = Node {
+        key: h.ks.engine_lease(),
+        value: Some("oldmachine".into()),
+        modified_index: 77,
+        ttl: Some(3),
+        ..Node::default()
+    };
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: legacy,
+            index: 100,
+        }),
+    );
+    let steal = h.find(|r| matches!(r, Request::Put { .. }));
+    assert_eq!(
+        steal.request,
+        Request::Put {
+            key: h.ks.engine_lease(),
+            value: PutValue::Value(r#"{"MachineID":"m1","Version":1}"#.into()),
+            ttl: Some(Duration::from_secs(13)),
+            precondition: Precondition::Index(77),
+        }
+    );
+    let stolen_at = h.now;
+    h.put_ok(&steal);
+    assert!(h.engine.is_leader());
+    // No writes until the old holder's 3 s are over.
+    h.run_until(stolen_at + secs(2.9));
+    let early: Vec<_> = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| !matches!(&c.request, Request::Put { key, .. } if *key == h.ks.engine_lease()))
+        .collect();
+    assert!(early.is_empty(), "{early:?}");
+    h.run_until(stolen_at + secs(4.1));
+    h.find(|r| *r == put_target(&Keyspace::default(), "hello.service", "m1"));
+}
+
+#[test]
+fn watch_event_triggers_an_immediate_coalesced_reconcile() {
+    let registry = Registry::default().machine("m1").machine("m2");
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    let reconciles = h.engine.metrics().reconcile_count;
+    // A unit is created: unit file, object, target-state (three events).
+    let file = unit_text("");
+    h.event(
+        Dir::Units,
+        Action::Create,
+        &ks.unit(&file.hash()),
+        Some(&unit_record(&file)),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_object("a.service"),
+        Some(&job_object("a.service", file.hash())),
+    );
+    assert!(
+        h.take_commands().is_empty(),
+        "no target state yet: nothing to do"
+    );
+    let before = h.engine.metrics().reconcile_count;
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("a.service"),
+        Some("launched"),
+    );
+    let first = h.find(|r| matches!(r, Request::Put { .. }));
+    assert_eq!(first.request, put_target(&ks, "a.service", "m1"));
+    // A second unit arrives while the first is being written: no second plan yet.
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_object("b.service"),
+        Some(&job_object("b.service", file.hash())),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("b.service"),
+        Some("launched"),
+    );
+    assert!(h.take_commands().is_empty());
+    assert_eq!(
+        h.engine.metrics().reconcile_count,
+        before + 1,
+        "one plan while writing"
+    );
+    h.put_ok(&first);
+    let second = h.find(|r| matches!(r, Request::Put { .. }));
+    h.put_ok(&second);
+    // Now the coalesced reconcile runs and places b on the other machine.
+    let third = h.find(|r| matches!(r, Request::Put { .. }));
+    assert_eq!(third.request, put_target(&ks, "b.service", "m2"));
+    assert!(
+        h.now < Instant::from_epoch(Duration::from_secs(1001)),
+        "no timer needed"
+    );
+    assert_eq!(
+        h.engine.metrics().reconcile_count,
+        before + 2,
+        "then exactly one more"
+    );
+    assert!(
+        before > reconciles,
+        "the first events already reconciled at once"
+    );
+}
+
+#[test]
+fn dead_machine_units_are_moved_unschedule_before_schedule() {
+    let registry = Registry::default().machine("m1").machine("m2").job(
+        "a.service",
+        "",
+        TargetState::Launched,
+        Some("m2"),
+    );
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Machines,
+        Action::Expire,
+        &ks.machine_object("m2"),
+        None,
+    );
+    let writes = h.complete_writes();
+    let hash = unit_text("").hash();
+    assert_eq!(
+        writes,
+        vec![
+            Request::Delete {
+                key: ks.schedule_entry("m2", "a.service"),
+                precondition: Precondition::None,
+                recursive: false
+            },
+            Request::Delete {
+                key: ks.job_target("a.service"),
+                precondition: Precondition::Value("m2".into()),
+                recursive: false
+            },
+            put_target(&ks, "a.service", "m1"),
+            put_schedule(
+                &ks,
+                "a.service",
+                "m1",
+                schedule_json(hash, TargetState::Launched)
+            ),
+        ]
+    );
+    let events = h.take_events();
+    assert!(events.contains(&EngineEvent::UnitUnscheduled {
+        unit: "a.service".into(),
+        machine: "m2".into(),
+        reason: "target Machine(m2) went away".into()
+    }));
+    assert_eq!(
+        h.engine
+            .metrics()
+            .reconcile_failure_count
+            .get("machine_away"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn target_state_change_rewrites_the_schedule_record() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("a.service", "", TargetState::Launched, Some("m1"));
+    let mut h = leader(&registry);
+    assert!(h.complete_writes().is_empty());
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("a.service"),
+        Some("loaded"),
+    );
+    let hash = unit_text("").hash();
+    assert_eq!(
+        h.complete_writes(),
+        vec![put_schedule(
+            &ks,
+            "a.service",
+            "m1",
+            schedule_json(hash, TargetState::Loaded)
+        )]
+    );
+    // Going inactive: unscheduled (schedule entry, then target).
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("a.service"),
+        Some("inactive"),
+    );
+    let writes = h.complete_writes();
+    assert_eq!(writes.len(), 2);
+    assert!(
+        matches!(&writes[0], Request::Delete { key, .. } if *key == ks.schedule_entry("m1", "a.service"))
+    );
+}
+
+#[test]
+fn global_units_are_mirrored_and_removed_on_destroy() {
+    let registry = Registry::default().machine("m1");
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    let file = unit_text("Global=true");
+    h.event(
+        Dir::Units,
+        Action::Create,
+        &ks.unit(&file.hash()),
+        Some(&unit_record(&file)),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_object("g.service"),
+        Some(&job_object("g.service", file.hash())),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("g.service"),
+        Some("launched"),
+    );
+    assert_eq!(
+        h.complete_writes(),
+        vec![Request::Put {
+            key: ks.global_entry("g.service"),
+            value: PutValue::Value(schedule_json(file.hash(), TargetState::Launched)),
+            ttl: None,
+            precondition: Precondition::None,
+        }]
+    );
+    // Destroy: the whole job directory goes.
+    let node = Node {
+        key: ks.job_dir("g.service"),
+        dir: true,
+        modified_index: h.next_index(),
+        ..Node::default()
+    };
+    let id = h.watch_id(Dir::Jobs);
+    h.answer(
+        id,
+        Ok(Reply::Event(Event {
+            action: Action::Delete,
+            node,
+            prev_node: None,
+        })),
+    );
+    assert_eq!(
+        h.complete_writes(),
+        vec![Request::Delete {
+            key: ks.global_entry("g.service"),
+            precondition: Precondition::None,
+            recursive: false,
+        }]
+    );
+}
+
+#[test]
+fn stale_schedule_entries_are_removed() {
+    let mut registry = Registry::default().machine("m1");
+    let ks = Keyspace::default();
+    registry.nodes.push((
+        ks.schedule_entry("m1", "gone.service"),
+        schedule_json(UnitHash::default(), TargetState::Launched),
+    ));
+    let mut h = leader(&registry);
+    assert_eq!(
+        h.complete_writes(),
+        vec![Request::Delete {
+            key: ks.schedule_entry("m1", "gone.service"),
+            precondition: Precondition::None,
+            recursive: false,
+        }]
+    );
+}
+
+#[test]
+fn unplaceable_units_are_reported_once_with_the_reason() {
+    let registry = Registry::default().machine("m1").job(
+        "pinned.service",
+        "MachineID=elsewhere",
+        TargetState::Launched,
+        None,
+    );
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let reason = "no agents able to run job: no live machine has the required ID \"elsewhere\"";
+    let reported: Vec<_> = h
+        .take_events()
+        .into_iter()
+        .filter(|e| matches!(e, EngineEvent::UnitUnplaceable { .. }))
+        .collect();
+    assert_eq!(
+        reported,
+        vec![EngineEvent::UnitUnplaceable {
+            unit: "pinned.service".into(),
+            reason: reason.into()
+        }]
+    );
+    assert_eq!(
+        h.engine
+            .unplaceable()
+            .get("pinned.service")
+            .map(String::as_str),
+        Some(reason)
+    );
+    // The safety-net reconcile does not repeat the event.
+    h.advance(secs(2.0));
+    let renew = h.find(|r| matches!(r, Request::Put { .. }));
+    h.put_ok(&renew);
+    assert!(
+        !h.take_events()
+            .iter()
+            .any(|e| matches!(e, EngineEvent::UnitUnplaceable { .. }))
+    );
+    assert_eq!(
+        h.engine.metrics().reconcile_failure_count.get("schedule"),
+        Some(&2)
+    );
+}
+
+#[test]
+fn history_lost_rereads_the_directory_and_watches_from_the_new_index() {
+    let mut h = leader(&Registry::default().machine("m1"));
+    h.complete_writes();
+    let id = h.watch_id(Dir::Jobs);
+    h.answer(id, Err(Failure::HistoryLost { index: 500 }));
+    let read = h.get(&h.ks.jobs_dir());
+    h.answer(
+        read.id,
+        Ok(Reply::Got {
+            node: Node {
+                key: h.ks.jobs_dir(),
+                dir: true,
+                ..Node::default()
+            },
+            index: 600,
+        }),
+    );
+    let watches = h.watches_from();
+    assert_eq!(watches.get(&Dir::Jobs).map(|w| w.1), Some(601));
+}
+
+#[test]
+fn other_watch_failures_reread_after_the_retry_delay() {
+    let mut h = leader(&Registry::default().machine("m1"));
+    h.complete_writes();
+    let id = h.watch_id(Dir::Machines);
+    h.answer(id, Err(Failure::Unreachable("connection refused".into())));
+    assert!(h.take_commands().is_empty());
+    h.advance(secs(1.0));
+    h.get(&h.ks.machines_dir());
+}
+
+#[test]
+fn unanswered_write_times_out_as_a_task_failure_and_late_answers_are_ignored() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("hello.service", "", TargetState::Launched, None);
+    let mut h = leader(&registry);
+    let put = h.find(|r| matches!(r, Request::Put { .. }));
+    h.advance(secs(5.0));
+    let failed: Vec<_> = h
+        .take_events()
+        .into_iter()
+        .filter(|e| matches!(e, EngineEvent::TaskFailed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(matches!(
+        &failed[0],
+        EngineEvent::TaskFailed {
+            failure: Failure::Timeout,
+            ..
+        }
+    ));
+    assert_eq!(
+        h.engine
+            .metrics()
+            .task_failure_count
+            .get("attemptscheduleunit"),
+        Some(&1)
+    );
+    // A late answer changes nothing.
+    h.take_commands();
+    h.put_ok(&put);
+    assert!(h.take_commands().is_empty());
+}
+
+#[test]
+fn shutdown_releases_the_lease_with_its_index() {
+    let mut h = leader(&Registry::default().machine("m1"));
+    h.complete_writes();
+    let index = h.index;
+    h.take_events();
+    h.engine.shutdown(h.now);
+    h.drain();
+    let release = h.find(|r| matches!(r, Request::Delete { .. }));
+    assert_eq!(
+        release.request,
+        Request::Delete {
+            key: h.ks.engine_lease(),
+            precondition: Precondition::Index(index),
+            recursive: false,
+        }
+    );
+    assert!(!h.engine.is_leader());
+    h.delete_ok(&release);
+    assert_eq!(
+        h.take_events(),
+        vec![EngineEvent::LeaseReleased, EngineEvent::Stopped]
+    );
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn periodic_resync_rereads_everything_without_restarting_watches() {
+    let mut cfg = config();
+    cfg.request_timeout = secs(60.0);
+    let mut h = leader_with(cfg, &Registry::default().machine("m1"));
+    h.complete_writes();
+    h.run_until(h.now + secs(80.0));
+    let reads: Vec<_> = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                &c.request,
+                Request::Get {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(reads.len(), 5);
+    h.collect_watches();
+    assert!(
+        h.watches.len() == 5
+            && h.take_commands()
+                .iter()
+                .all(|c| !matches!(c.request, Request::Watch { .. }))
+    );
+}
+
+#[test]
+fn poll_timeout_names_the_reason() {
+    let mut h = leader(&Registry::default().machine("m1"));
+    h.complete_writes();
+    let (at, why) = h.engine.poll_timeout().unwrap();
+    assert_eq!(why, EngineTimer::Tick);
+    assert_eq!(at, h.now + secs(2.0));
+}
+
+#[test]
+fn a_burst_of_events_makes_one_plan_after_the_debounce() {
+    let mut cfg = config();
+    cfg.reconcile_debounce = secs(0.05);
+    let registry = Registry::default().machine("m1").machine("m2");
+    let mut h = leader_with(cfg, &registry);
+    h.advance(secs(0.05));
+    h.complete_writes();
+    let ks = h.ks.clone();
+    let before = h.engine.metrics().reconcile_count;
+    let file = unit_text("");
+    h.event(
+        Dir::Units,
+        Action::Create,
+        &ks.unit(&file.hash()),
+        Some(&unit_record(&file)),
+    );
+    for name in ["a.service", "b.service", "c.service"] {
+        h.event(
+            Dir::Jobs,
+            Action::Set,
+            &ks.job_object(name),
+            Some(&job_object(name, file.hash())),
+        );
+        h.event(
+            Dir::Jobs,
+            Action::Set,
+            &ks.job_target_state(name),
+            Some("launched"),
+        );
+    }
+    assert!(h.take_commands().is_empty());
+    assert_eq!(
+        h.engine.poll_timeout().map(|t| t.1),
+        Some(EngineTimer::Reconcile)
+    );
+    h.advance(secs(0.05));
+    assert_eq!(h.engine.metrics().reconcile_count, before + 1);
+    let targets: Vec<Request> = h.take_commands().into_iter().map(|c| c.request).collect();
+    assert_eq!(
+        targets,
+        vec![
+            put_target(&ks, "a.service", "m1"),
+            put_target(&ks, "b.service", "m2"),
+            put_target(&ks, "c.service", "m1"),
+        ]
+    );
+}
+
+mod random {
+    //! Random answers, failures, delays and watch events: the engine must never write cluster
+    //! state unless it holds a lease it still trusts, and must never panic.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Answer the pending command at this position with this outcome.
+        Answer(usize, u8),
+        Advance(u16),
+        /// A job (target state) or machine (presence) change on a watch.
+        Job(u8, u8),
+        Machine(u8, bool),
+        Shutdown,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (any::<usize>(), 0u8..6).prop_map(|(i, o)| Step::Answer(i, o)),
+            3 => (0u16..4000).prop_map(Step::Advance),
+            2 => (0u8..4, 0u8..3).prop_map(|(u, s)| Step::Job(u, s)),
+            1 => (0u8..3, any::<bool>()).prop_map(|(m, up)| Step::Machine(m, up)),
+            1 => Just(Step::Shutdown),
+        ]
+    }
+
+    fn is_cluster_write(ks: &Keyspace, request: &Request) -> bool {
+        let key = match request {
+            Request::Put { key, .. } | Request::Delete { key, .. } => key,
+            _ => return false,
+        };
+        key.starts_with(&ks.schedules_dir())
+            || key.starts_with(&ks.globals_dir())
+            || key.starts_with(&ks.jobs_dir())
+    }
+
+    fn reply(h: &mut Harness, c: &Command, outcome: u8) -> Result<Reply, Failure> {
+        let ks = h.ks.clone();
+        match outcome {
+            1 => return Err(Failure::NotFound),
+            2 => return Err(Failure::PreconditionFailed),
+            3 => return Err(Failure::Unreachable("refused".into())),
+            _ => {}
+        }
+        let index = h.next_index();
+        Ok(match &c.request {
+            Request::Get { key, .. } if *key == ks.engine_version() => Reply::Got {
+                node: Node {
+                    key: key.clone(),
+                    value: Some("1".into()),
+                    ..Node::default()
+                },
+                index,
+            },
+            Request::Get { key, .. } if *key == ks.engine_lease() => {
+                let holder = if outcome == 4 { "m2" } else { ME };
+                Reply::Got {
+                    node: Node {
+                        key: key.clone(),
+                        value: Some(format!(r#"{{"MachineID":"{holder}","Version":1}}"#)),
+                        modified_index: index,
+                        ttl: Some(5),
+                        ..Node::default()
+                    },
+                    index,
+                }
+            }
+            Request::Get { key, .. } => {
+                let registry = Registry::default()
+                    .machine("m1")
+                    .machine("m2")
+                    .job("a.service", "", TargetState::Launched, Some("m1"))
+                    .job(
+                        "b.service",
+                        "Conflicts=a.service",
+                        TargetState::Launched,
+                        None,
+                    );
+                let node = registry.dir(key).unwrap_or(Node {
+                    key: key.clone(),
+                    dir: true,
+                    ..Node::default()
+                });
+                Reply::Got { node, index }
+            }
+            Request::Put { key, value, .. } => Reply::Put {
+                node: Node {
+                    key: key.clone(),
+                    value: match value {
+                        PutValue::Value(v) => Some(v.clone()),
+                        _ => None,
+                    },
+                    modified_index: index,
+                    ..Node::default()
+                },
+            },
+            Request::Delete { .. } => Reply::Deleted { index },
+            Request::Watch { .. } => return Err(Failure::HistoryLost { index }),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn never_writes_without_a_trusted_lease(steps in proptest::collection::vec(step(), 1..120)) {
+            let mut h = Harness::new(config());
+            let ks = h.ks.clone();
+            let mut pending: Vec<Command> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Answer(i, outcome) if !pending.is_empty() => {
+                        let c = pending.remove(i % pending.len());
+                        let result = reply(&mut h, &c, outcome);
+                        h.answer(c.id, result);
+                    }
+                    Step::Answer(..) => {}
+                    Step::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
+                    Step::Job(u, s) => {
+                        let name = format!("{}.service", ["a", "b", "c", "d"][usize::from(u)]);
+                        let state = ["inactive", "loaded", "launched"][usize::from(s)];
+                        if h.watches.contains_key(&Dir::Jobs) {
+                            h.event(Dir::Jobs, Action::Set, &ks.job_target_state(&name), Some(state));
+                        }
+                    }
+                    Step::Machine(m, up) => {
+                        let id = ["m1", "m2", "m3"][usize::from(m)];
+                        if h.watches.contains_key(&Dir::Machines) {
+                            if up {
+                                let record = machine_record(id);
+                                h.event(Dir::Machines, Action::Set, &ks.machine_object(id), Some(&record));
+                            } else {
+                                h.event(Dir::Machines, Action::Expire, &ks.machine_object(id), None);
+                            }
+                        }
+                    }
+                    Step::Shutdown => {
+                        h.engine.shutdown(h.now);
+                        h.drain();
+                    }
+                }
+                h.collect_watches();
+                let new = h.take_commands();
+                let writes = new.iter().filter(|c| is_cluster_write(&ks, &c.request)).count();
+                if writes > 0 {
+                    let trusted = matches!(h.engine.lease(),
+                        LeaseState::Leader { valid_until, act_after, .. }
+                            if h.now < *valid_until && h.now >= *act_after);
+                    prop_assert!(trusted, "{writes} writes without a trusted lease: {:?}", h.engine.lease());
+                }
+                pending.extend(new);
+                h.take_events();
+            }
+        }
+    }
+}
+
+/// Two engines contend for one lease key, modelled here with etcd's TTL and prevIndex rules;
+/// engine A is cut off from the registry after it leads. B must not lead before A has stopped
+/// believing it does.
+#[test]
+fn two_engines_never_both_believe_they_lead() {
+    struct LeaseKey {
+        value: Option<String>,
+        index: u64,
+        expires: Instant,
+    }
+    let start = Instant::from_epoch(Duration::from_secs(1000));
+    let mut engines = [
+        Engine::new(EngineConfig::new("a"), start),
+        Engine::new(EngineConfig::new("b"), start + secs(0.5)),
+    ];
+    let ks = Keyspace::default();
+    let mut key = LeaseKey {
+        value: None,
+        index: 0,
+        expires: start,
+    };
+    let mut index = 10;
+    let cut_at = start + secs(7.0);
+    let mut a_led = false;
+    let mut b_led_at = None;
+    let mut now = start;
+    while now < start + secs(40.0) {
+        for (e, engine) in engines.iter_mut().enumerate() {
+            engine.handle_timeout(now);
+            while let Some(c) = engine.poll_command() {
+                if e == 0 && now >= cut_at {
+                    continue; // A's requests are lost: they time out inside A.
+                }
+                if key.value.is_some() && now >= key.expires {
+                    key.value = None;
+                }
+                index += 1;
+                let result = match &c.request {
+                    Request::Get { key: k, .. } if *k == ks.engine_version() => Ok(Reply::Got {
+                        node: Node {
+                            key: k.clone(),
+                            value: Some("1".into()),
+                            ..Node::default()
+                        },
+                        index,
+                    }),
+                    Request::Get { key: k, .. } if *k == ks.engine_lease() => match &key.value {
+                        None => Err(Failure::NotFound),
+                        Some(v) => Ok(Reply::Got {
+                            node: Node {
+                                key: k.clone(),
+                                value: Some(v.clone()),
+                                modified_index: key.index,
+                                ..Node::default()
+                            },
+                            index,
+                        }),
+                    },
+                    Request::Put {
+                        key: k,
+                        value: PutValue::Value(v),
+                        ttl,
+                        precondition,
+                    } if *k == ks.engine_lease() => {
+                        let holds = match precondition {
+                            Precondition::Absent => key.value.is_none(),
+                            Precondition::Index(i) => key.value.is_some() && *i == key.index,
+                            _ => false,
+                        };
+                        if holds {
+                            key.value = Some(v.clone());
+                            key.index = index;
+                            key.expires = now + ttl.unwrap_or_default();
+                            Ok(Reply::Put {
+                                node: Node {
+                                    key: k.clone(),
+                                    value: Some(v.clone()),
+                                    modified_index: index,
+                                    ..Node::default()
+                                },
+                            })
+                        } else {
+                            Err(Failure::PreconditionFailed)
+                        }
+                    }
+                    Request::Get { key: k, .. } => Ok(Reply::Got {
+                        node: Node {
+                            key: k.clone(),
+                            dir: true,
+                            ..Node::default()
+                        },
+                        index,
+                    }),
+                    Request::Watch { .. } => continue,
+                    Request::Put { .. } => Err(Failure::Rejected {
+                        code: 0,
+                        message: "unexpected".into(),
+                    }),
+                    Request::Delete { .. } => Ok(Reply::Deleted { index }),
+                };
+                engine.handle_input(Response { id: c.id, result }, now);
+            }
+            while engine.poll_event().is_some() {}
+        }
+        let [a, b] = &engines;
+        assert!(
+            !(a.is_leader() && b.is_leader()),
+            "both lead at {:?}",
+            now - start
+        );
+        a_led |= a.is_leader();
+        if b.is_leader() && b_led_at.is_none() {
+            b_led_at = Some(now);
+        }
+        now += secs(0.1);
+    }
+    assert!(a_led, "a acquired the free lease first");
+    let b_led_at = b_led_at.expect("b takes over once a's lease expired");
+    assert!(b_led_at >= cut_at + secs(3.0), "{:?}", b_led_at - start);
+}
+
+#[test]
+fn without_watches_every_directory_is_reread_each_tick() {
+    let mut cfg = config();
+    cfg.use_watches = false;
+    let mut h = leader_with(cfg, &Registry::default().machine("m1"));
+    assert!(h.watches.is_empty());
+    h.complete_writes();
+    h.advance(secs(2.0));
+    let reads = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                &c.request,
+                Request::Get {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reads, 5);
+}

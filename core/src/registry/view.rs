@@ -1,0 +1,634 @@
+//! [`ClusterView`]: an in-memory model of the registry's jobs, unit files, machines and
+//! schedules, kept up to date from recursive reads ([`ClusterView::apply_read`]) and watch
+//! events ([`ClusterView::apply_event`]). Pure data; the engine builds its snapshots from it and
+//! the API front end can list units and machines from it.
+//!
+//! Each directory remembers the index of its last full read, and events at or below it are
+//! ignored: a re-read while a watch is running never goes back in time.
+
+use super::records::{JobRecord, MachineRecord, ScheduleRecord, TargetState, UnitFileRecord};
+use super::{Event, KeyKind, Keyspace, Node};
+use crate::engine::{ClusterSnapshot, MachineSnapshot, UnitSnapshot};
+use crate::unit::{Requirements, UnitFile, UnitHash};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A unit file stored under `P/unit/<hash>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredUnitFile {
+    /// The normalized text as stored.
+    pub raw: String,
+    /// The parsed file, or why it did not parse.
+    pub file: Result<UnitFile, String>,
+}
+
+/// One job (`P/job/<name>/…`). Fields are `None` when the key is missing or unreadable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobEntry {
+    /// From `object`.
+    pub hash: Option<UnitHash>,
+    /// From `target-state`.
+    pub target_state: Option<TargetState>,
+    /// From `target`: the machine the engine scheduled it to.
+    pub target: Option<String>,
+    /// The requirements of its unit file, once both the object and the file are known.
+    pub requirements: Option<Arc<Requirements>>,
+}
+
+impl JobEntry {
+    fn is_empty(&self) -> bool {
+        self.hash.is_none() && self.target_state.is_none() && self.target.is_none()
+    }
+
+    /// True for a `Global=true` unit.
+    pub fn is_global(&self) -> bool {
+        self.requirements.as_ref().is_some_and(|r| r.global)
+    }
+}
+
+/// One machine directory (`P/machines/<id>/…`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineEntry {
+    /// The presence record; `None` once it expired (the machine is gone).
+    pub record: Option<MachineRecord>,
+    /// `metadata/<key>` values as written by the API (`""` deletes the key).
+    pub dynamic_metadata: BTreeMap<String, String>,
+}
+
+impl MachineEntry {
+    /// Metadata as spec §1.3 merges it: the record's, overridden by `metadata/<key>`, where an
+    /// empty value deletes the key.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let mut merged = self
+            .record
+            .as_ref()
+            .map(|r| r.metadata.clone())
+            .unwrap_or_default();
+        for (key, value) in &self.dynamic_metadata {
+            if value.is_empty() {
+                merged.remove(key);
+            } else {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+        merged
+    }
+}
+
+/// The directories a [`ClusterView`] models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dir {
+    Jobs,
+    Units,
+    Machines,
+    Schedules,
+    Globals,
+}
+
+impl Dir {
+    pub const ALL: [Dir; 5] = [
+        Dir::Jobs,
+        Dir::Units,
+        Dir::Machines,
+        Dir::Schedules,
+        Dir::Globals,
+    ];
+
+    /// The directory's key under `keyspace`.
+    pub fn key(self, keyspace: &Keyspace) -> String {
+        match self {
+            Dir::Jobs => keyspace.jobs_dir(),
+            Dir::Units => keyspace.units_dir(),
+            Dir::Machines => keyspace.machines_dir(),
+            Dir::Schedules => keyspace.schedules_dir(),
+            Dir::Globals => keyspace.globals_dir(),
+        }
+    }
+
+    fn of(kind: &KeyKind) -> Option<Dir> {
+        Some(match kind {
+            KeyKind::UnitFile { .. } => Dir::Units,
+            KeyKind::JobDir { .. }
+            | KeyKind::JobObject { .. }
+            | KeyKind::JobTargetState { .. }
+            | KeyKind::JobTarget { .. } => Dir::Jobs,
+            KeyKind::MachineDir { .. }
+            | KeyKind::MachineObject { .. }
+            | KeyKind::MachineMetadata { .. } => Dir::Machines,
+            KeyKind::ScheduleDir { .. } | KeyKind::ScheduleEntry { .. } => Dir::Schedules,
+            KeyKind::GlobalEntry { .. } => Dir::Globals,
+            _ => return None,
+        })
+    }
+}
+
+/// The registry's jobs, unit files, machines and schedules, as last read and watched.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    keyspace: Keyspace,
+    unit_files: BTreeMap<UnitHash, Arc<StoredUnitFile>>,
+    jobs: BTreeMap<String, JobEntry>,
+    machines: BTreeMap<String, MachineEntry>,
+    /// `P/schedule/<machine>/<name>`, keyed by (machine, name).
+    schedules: BTreeMap<(String, String), ScheduleRecord>,
+    globals: BTreeMap<String, ScheduleRecord>,
+    read_index: BTreeMap<Dir, u64>,
+    /// The index of the latest event applied to each directory.
+    event_index: BTreeMap<Dir, u64>,
+}
+
+impl ClusterView {
+    pub fn new(keyspace: Keyspace) -> ClusterView {
+        ClusterView {
+            keyspace,
+            ..ClusterView::default()
+        }
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    pub fn jobs(&self) -> &BTreeMap<String, JobEntry> {
+        &self.jobs
+    }
+
+    pub fn unit_file(&self, hash: &UnitHash) -> Option<&StoredUnitFile> {
+        self.unit_files.get(hash).map(|f| &**f)
+    }
+
+    pub fn machines(&self) -> &BTreeMap<String, MachineEntry> {
+        &self.machines
+    }
+
+    /// Machines whose presence record exists, by ID.
+    pub fn live_machines(&self) -> impl Iterator<Item = (&String, &MachineEntry)> {
+        self.machines.iter().filter(|(_, m)| m.record.is_some())
+    }
+
+    pub fn schedules(&self) -> &BTreeMap<(String, String), ScheduleRecord> {
+        &self.schedules
+    }
+
+    pub fn globals(&self) -> &BTreeMap<String, ScheduleRecord> {
+        &self.globals
+    }
+
+    /// The registry index of the last full read of `dir` (0 if never read).
+    pub fn read_index(&self, dir: Dir) -> u64 {
+        self.read_index.get(&dir).copied().unwrap_or(0)
+    }
+
+    /// Replaces the model of `dir` with a recursive read of it. `node` is `None` when the
+    /// directory does not exist; `index` is the registry index of the read. A read older than
+    /// an event already applied (a re-read overtaken by the running watch) is dropped: the model
+    /// is newer. Returns whether the read was applied.
+    pub fn apply_read(&mut self, dir: Dir, node: Option<&Node>, index: u64) -> bool {
+        if index < self.event_index.get(&dir).copied().unwrap_or(0) {
+            return false;
+        }
+        match dir {
+            Dir::Jobs => self.jobs.clear(),
+            Dir::Units => self.unit_files.clear(),
+            Dir::Machines => self.machines.clear(),
+            Dir::Schedules => self.schedules.clear(),
+            Dir::Globals => self.globals.clear(),
+        }
+        if let Some(node) = node {
+            for child in node.walk().filter(|n| !n.dir) {
+                if let Some(kind) = self.keyspace.classify(&child.key) {
+                    self.apply_value(&kind, child.value.as_deref());
+                }
+            }
+        }
+        if matches!(dir, Dir::Jobs | Dir::Units) {
+            let names: Vec<String> = self.jobs.keys().cloned().collect();
+            for name in names {
+                self.refresh_requirements(&name);
+            }
+        }
+        self.read_index.insert(dir, index);
+        true
+    }
+
+    /// Applies one watch event. Returns the directory it changed, or `None` if the model did not
+    /// change (an unrelated key, an identical value, or an event older than the last read).
+    pub fn apply_event(&mut self, event: &Event) -> Option<Dir> {
+        let kind = self.keyspace.classify(&event.node.key)?;
+        let dir = Dir::of(&kind)?;
+        let read_at = self.read_index.get(&dir).copied().unwrap_or(0);
+        if event.node.modified_index != 0 && event.node.modified_index <= read_at {
+            return None;
+        }
+        let value = if event.action.is_removal() {
+            None
+        } else {
+            event.node.value.as_deref()
+        };
+        let index = self.event_index.entry(dir).or_default();
+        *index = (*index).max(event.node.modified_index);
+        let changed = if event.action.is_removal() && event.node.dir {
+            self.remove_dir(&kind)
+        } else if event.node.dir {
+            false
+        } else {
+            self.apply_value(&kind, value)
+        };
+        changed.then_some(dir)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one key. Returns whether the model changed.
+    fn apply_value(&mut self, kind: &KeyKind, value: Option<&str>) -> bool {
+        match kind {
+            KeyKind::UnitFile { hash } => {
+                let Some(hash) = UnitHash::from_hex(hash) else {
+                    return false;
+                };
+                let changed = match value {
+                    Some(text) => {
+                        let stored = parse_unit_file(text);
+                        let same = self.unit_files.get(&hash).is_some_and(|f| **f == stored);
+                        if !same {
+                            self.unit_files.insert(hash, Arc::new(stored));
+                        }
+                        !same
+                    }
+                    None => self.unit_files.remove(&hash).is_some(),
+                };
+                if changed {
+                    let users: Vec<String> = self
+                        .jobs
+                        .iter()
+                        .filter(|(_, j)| j.hash == Some(hash))
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    for name in users {
+                        self.refresh_requirements(&name);
+                    }
+                }
+                changed
+            }
+            KeyKind::JobObject { name } => {
+                let hash = value
+                    .and_then(|v| serde_json::from_str::<JobRecord>(v).ok())
+                    .map(|r| r.hash())
+                    .filter(|h| !h.is_zero());
+                let changed = self.update_job(name, |job| replace(&mut job.hash, hash));
+                if changed {
+                    self.refresh_requirements(name);
+                }
+                changed
+            }
+            KeyKind::JobTargetState { name } => {
+                let state = value.and_then(|v| v.parse::<TargetState>().ok());
+                self.update_job(name, |job| replace(&mut job.target_state, state))
+            }
+            KeyKind::JobTarget { name } => {
+                let target = value.filter(|v| !v.is_empty()).map(str::to_string);
+                self.update_job(name, |job| replace(&mut job.target, target))
+            }
+            KeyKind::MachineObject { machine } => {
+                let record = value.and_then(|v| serde_json::from_str::<MachineRecord>(v).ok());
+                self.update_machine(machine, |m| replace(&mut m.record, record))
+            }
+            KeyKind::MachineMetadata { machine, key } => self.update_machine(machine, |m| {
+                let old = match value {
+                    Some(v) => m.dynamic_metadata.insert(key.clone(), v.to_string()),
+                    None => m.dynamic_metadata.remove(key),
+                };
+                old.as_deref() != value
+            }),
+            KeyKind::ScheduleEntry { machine, name } => {
+                let record = value.and_then(|v| serde_json::from_str::<ScheduleRecord>(v).ok());
+                let key = (machine.clone(), name.clone());
+                set_or_remove(&mut self.schedules, key, record)
+            }
+            KeyKind::GlobalEntry { name } => {
+                let record = value.and_then(|v| serde_json::from_str::<ScheduleRecord>(v).ok());
+                set_or_remove(&mut self.globals, name.clone(), record)
+            }
+            _ => false,
+        }
+    }
+
+    /// A directory was deleted or expired: drop everything below it.
+    fn remove_dir(&mut self, kind: &KeyKind) -> bool {
+        match kind {
+            KeyKind::JobDir { name } => self.jobs.remove(name).is_some(),
+            KeyKind::MachineDir { machine } => self.machines.remove(machine).is_some(),
+            KeyKind::ScheduleDir { machine } => {
+                let before = self.schedules.len();
+                self.schedules.retain(|(m, _), _| m != machine);
+                before != self.schedules.len()
+            }
+            _ => false,
+        }
+    }
+
+    fn update_job(&mut self, name: &str, change: impl FnOnce(&mut JobEntry) -> bool) -> bool {
+        let job = self.jobs.entry(name.to_string()).or_default();
+        let changed = change(job);
+        if job.is_empty() {
+            self.jobs.remove(name);
+        }
+        changed
+    }
+
+    fn update_machine(
+        &mut self,
+        machine: &str,
+        change: impl FnOnce(&mut MachineEntry) -> bool,
+    ) -> bool {
+        let entry = self.machines.entry(machine.to_string()).or_default();
+        let changed = change(entry);
+        if entry.record.is_none() && entry.dynamic_metadata.is_empty() {
+            self.machines.remove(machine);
+        }
+        changed
+    }
+
+    fn refresh_requirements(&mut self, name: &str) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        let requirements = job
+            .hash
+            .and_then(|h| self.unit_files.get(&h))
+            .and_then(|f| f.file.as_ref().ok())
+            .map(|file| Arc::new(Requirements::from_unit(file, name)));
+        if let Some(job) = self.jobs.get_mut(name) {
+            job.requirements = requirements;
+        }
+    }
+
+    /// What the scheduler needs: live machines with merged metadata, and every job whose unit
+    /// file and target state are known (others are skipped, as fleet did).
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let machines = self
+            .live_machines()
+            .map(|(id, m)| {
+                let metadata = m.metadata();
+                (id.clone(), MachineSnapshot { metadata })
+            })
+            .collect();
+        let units = self
+            .jobs
+            .iter()
+            .filter_map(|(name, job)| {
+                let unit = UnitSnapshot {
+                    requirements: job.requirements.clone()?,
+                    target_state: job.target_state?,
+                    target: job.target.clone(),
+                };
+                Some((name.clone(), unit))
+            })
+            .collect();
+        ClusterSnapshot { machines, units }
+    }
+}
+
+fn parse_unit_file(text: &str) -> StoredUnitFile {
+    match serde_json::from_str::<UnitFileRecord>(text) {
+        Ok(record) => {
+            let file = UnitFile::parse(&record.raw).map_err(|e| e.to_string());
+            StoredUnitFile {
+                raw: record.raw,
+                file,
+            }
+        }
+        Err(e) => StoredUnitFile {
+            raw: String::new(),
+            file: Err(format!("unit file record is not JSON: {e}")),
+        },
+    }
+}
+
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    let changed = *slot != value;
+    *slot = value;
+    changed
+}
+
+fn set_or_remove<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) -> bool {
+    match value {
+        Some(v) => {
+            let same = map.get(&key) == Some(&v);
+            map.insert(key, v);
+            !same
+        }
+        None => map.remove(&key).is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Action;
+
+    fn ks() -> Keyspace {
+        Keyspace::default()
+    }
+
+    fn leaf(key: String, value: &str, index: u64) -> Node {
+        Node {
+            key,
+            value: Some(value.to_string()),
+            modified_index: index,
+            ..Node::default()
+        }
+    }
+
+    fn event(action: Action, key: String, value: Option<&str>, index: u64) -> Event {
+        Event {
+            action,
+            node: Node {
+                key,
+                value: value.map(str::to_string),
+                modified_index: index,
+                ..Node::default()
+            },
+            prev_node: None,
+        }
+    }
+
+    fn dir(key: String, nodes: Vec<Node>) -> Node {
+        Node {
+            key,
+            dir: true,
+            nodes,
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn machine_metadata_merges_dynamic_over_config_and_empty_deletes() {
+        let ks = ks();
+        let record = r#"{"ID":"m1","PublicIP":"10.0.0.1","Metadata":{"region":"us","disk":"hdd"},"Capabilities":{"DISABLE_ENGINE":false,"GRPC":false},"Version":"v1"}"#;
+        let machines = dir(
+            ks.machines_dir(),
+            vec![dir(
+                ks.machine_dir("m1"),
+                vec![
+                    leaf(ks.machine_object("m1"), record, 5),
+                    leaf(ks.machine_metadata("m1", "disk"), "ssd", 6),
+                    leaf(ks.machine_metadata("m1", "region"), "", 7),
+                    leaf(ks.machine_metadata("m1", "role"), "web", 8),
+                ],
+            )],
+        );
+        let mut view = ClusterView::new(ks.clone());
+        view.apply_read(Dir::Machines, Some(&machines), 10);
+        let merged = view.machines()["m1"].metadata();
+        let want: BTreeMap<String, String> = [("disk", "ssd"), ("role", "web")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(merged, want);
+        assert_eq!(view.snapshot().machines["m1"].metadata, want);
+        // The presence key expires: the machine is no longer live, its metadata stays known.
+        let expired = event(Action::Expire, ks.machine_object("m1"), None, 11);
+        assert_eq!(view.apply_event(&expired), Some(Dir::Machines));
+        assert_eq!(view.live_machines().count(), 0);
+        assert!(view.snapshot().machines.is_empty());
+    }
+
+    #[test]
+    fn jobs_become_schedulable_once_object_state_and_unit_file_are_known() {
+        let ks = ks();
+        let mut view = ClusterView::new(ks.clone());
+        view.apply_read(Dir::Jobs, None, 10);
+        view.apply_read(Dir::Units, None, 10);
+        let file =
+            UnitFile::parse("[X-Fleet]\nConflicts=other@*.service\nMachineOf=%p.socket\n").unwrap();
+        let object = serde_json::to_string(&JobRecord {
+            name: "web@1.service".into(),
+            unit_hash: file.hash().0,
+        })
+        .unwrap();
+        let name = "web@1.service";
+        assert_eq!(
+            view.apply_event(&event(Action::Set, ks.job_object(name), Some(&object), 11)),
+            Some(Dir::Jobs)
+        );
+        assert_eq!(
+            view.apply_event(&event(
+                Action::Set,
+                ks.job_target_state(name),
+                Some("launched"),
+                12
+            )),
+            Some(Dir::Jobs)
+        );
+        assert!(view.snapshot().units.is_empty(), "unit file not yet known");
+        let record = serde_json::json!({ "Raw": file.serialize() }).to_string();
+        let unit_key = ks.unit(&file.hash());
+        assert_eq!(
+            view.apply_event(&event(Action::Create, unit_key.clone(), Some(&record), 13)),
+            Some(Dir::Units)
+        );
+        let snapshot = view.snapshot();
+        let unit = &snapshot.units[name];
+        assert_eq!(unit.target_state, TargetState::Launched);
+        assert_eq!(unit.requirements.peers, vec!["web.socket".to_string()]);
+        assert_eq!(
+            unit.requirements.conflicts,
+            vec!["other@*.service".to_string()]
+        );
+        // The same value again changes nothing.
+        assert_eq!(
+            view.apply_event(&event(Action::Set, unit_key, Some(&record), 14)),
+            None
+        );
+        // Destroy removes the job.
+        let destroy = Event {
+            action: Action::Delete,
+            node: Node {
+                key: ks.job_dir(name),
+                dir: true,
+                modified_index: 15,
+                ..Node::default()
+            },
+            prev_node: None,
+        };
+        assert_eq!(view.apply_event(&destroy), Some(Dir::Jobs));
+        assert!(view.jobs().is_empty());
+    }
+
+    #[test]
+    fn events_older_than_the_last_read_are_ignored() {
+        let ks = ks();
+        let jobs = dir(
+            ks.jobs_dir(),
+            vec![dir(
+                ks.job_dir("a.service"),
+                vec![leaf(ks.job_target_state("a.service"), "loaded", 40)],
+            )],
+        );
+        let mut view = ClusterView::new(ks.clone());
+        view.apply_read(Dir::Jobs, Some(&jobs), 50);
+        let stale = event(
+            Action::Set,
+            ks.job_target_state("a.service"),
+            Some("launched"),
+            45,
+        );
+        assert_eq!(view.apply_event(&stale), None);
+        assert_eq!(
+            view.jobs()["a.service"].target_state,
+            Some(TargetState::Loaded)
+        );
+        let fresh = event(
+            Action::Set,
+            ks.job_target_state("a.service"),
+            Some("launched"),
+            51,
+        );
+        assert_eq!(view.apply_event(&fresh), Some(Dir::Jobs));
+        // A re-read that the watch has overtaken is dropped.
+        let older = dir(ks.jobs_dir(), vec![]);
+        assert!(!view.apply_read(Dir::Jobs, Some(&older), 50));
+        assert_eq!(
+            view.jobs()["a.service"].target_state,
+            Some(TargetState::Launched)
+        );
+        assert!(view.apply_read(Dir::Jobs, Some(&older), 51));
+        assert!(view.jobs().is_empty());
+        // Keys outside the modelled directories are not the view's business.
+        let other = event(Action::Set, ks.engine_lease(), Some("x"), 52);
+        assert_eq!(view.apply_event(&other), None);
+    }
+
+    #[test]
+    fn schedule_and_global_records_are_tracked() {
+        let ks = ks();
+        let mut view = ClusterView::new(ks.clone());
+        let record =
+            r#"{"unitHash":"1c6fb6f3684bafb0c173d8b8b957ceff031180c1","targetState":"launched"}"#;
+        let put = event(
+            Action::Set,
+            ks.schedule_entry("m1", "a.service"),
+            Some(record),
+            3,
+        );
+        assert_eq!(view.apply_event(&put), Some(Dir::Schedules));
+        assert_eq!(
+            view.schedules()[&("m1".to_string(), "a.service".to_string())].target_state,
+            TargetState::Launched
+        );
+        let global = event(Action::Set, ks.global_entry("g.service"), Some(record), 4);
+        assert_eq!(view.apply_event(&global), Some(Dir::Globals));
+        let gone = Event {
+            action: Action::Delete,
+            node: Node {
+                key: ks.schedule_dir("m1"),
+                dir: true,
+                modified_index: 5,
+                ..Node::default()
+            },
+            prev_node: None,
+        };
+        assert_eq!(view.apply_event(&gone), Some(Dir::Schedules));
+        assert!(view.schedules().is_empty());
+        assert_eq!(view.globals().len(), 1);
+    }
+}
