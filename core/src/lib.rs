@@ -74,6 +74,7 @@
 //! - [`unit`](mod@unit): systemd unit files with fleet's parsing, serialization, hashing, names and
 //!   `[X-Fleet]` requirements.
 //! - [`glob`]: Go's `path.Match` semantics, used by `Conflicts=` and `Replaces=`.
+//! - [`goquote`]: Go's `%q` quoting, for fleet's exact error messages.
 //! - [`registry`]: the etcd keyspace, its value encodings, backend-neutral requests, and
 //!   [`registry::view::ClusterView`], an in-memory model of the cluster built from reads and
 //!   watch events.
@@ -88,6 +89,7 @@ pub mod agent;
 pub mod api;
 pub mod engine;
 pub mod glob;
+pub mod goquote;
 pub mod registry;
 pub mod rng;
 pub mod time;

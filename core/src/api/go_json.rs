@@ -152,32 +152,6 @@ pub(crate) fn assign_string(
     }
 }
 
-/// Go's `%q` for the strings the API quotes in messages (unit names): `"` and `\` escaped,
-/// ASCII controls as Go writes them, everything else verbatim.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,12 +161,6 @@ mod tests {
             GoValue::Object(members) => members,
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn go_quote_escapes_like_go() {
-        assert_eq!(go_quote("a.service"), r#""a.service""#);
-        assert_eq!(go_quote("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\x01é""#);
     }
 
     #[test]

@@ -130,8 +130,8 @@ impl fmt::Display for PutError {
             PutError::NameMismatch { url, body } => write!(
                 f,
                 "name in URL {} differs from unit name in request body {}",
-                go_json::go_quote(url),
-                go_json::go_quote(body)
+                crate::goquote::quote(url),
+                crate::goquote::quote(body)
             ),
             PutError::InvalidName(msg) | PutError::InvalidOptions(msg) => f.write_str(msg),
             PutError::MissingOptions => f.write_str("unit does not exist and options field empty"),
@@ -141,10 +141,14 @@ impl fmt::Display for PutError {
             PutError::InvalidDesiredState(state) => write!(
                 f,
                 "invalid desiredState {}: expected inactive, loaded or launched",
-                go_json::go_quote(state)
+                crate::goquote::quote(state)
             ),
             PutError::TemplateActivation(name) => {
-                write!(f, "cannot activate template {}", go_json::go_quote(name))
+                write!(
+                    f,
+                    "cannot activate template {}",
+                    crate::goquote::quote(name)
+                )
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Unit names: fleet's validation (`api.ValidateName`), the parts of a name that specifiers and
 //! templates use (`unit.UnitNameInfo`), and fltctl's client-side mangling of file arguments.
 
-use super::parse::{go_quote, go_quote_rune};
+use crate::goquote::{quote as go_quote, quote_rune as go_quote_rune};
 use std::fmt;
 
 /// systemd's `UNIT_NAME_MAX`.

@@ -2,9 +2,10 @@
 //! answers 400 with the message, fltctl refuses before calling. The first failure wins.
 
 use super::UnitFile;
-use super::parse::{ParseError, go_quote};
+use super::parse::ParseError;
 use super::requirements::Requirements;
 use crate::glob::glob_match;
+use crate::goquote::quote as go_quote;
 use std::fmt;
 
 /// A unit's `[X-Fleet]` options contradict each other; `Display` gives fleet's exact message.

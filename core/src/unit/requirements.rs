@@ -145,7 +145,7 @@ pub fn unknown_requirements(unit: &UnitFile) -> Vec<String> {
         .map(|key| {
             format!(
                 "unrecognized requirement in [X-Fleet] section: {}",
-                super::parse::go_quote(key)
+                crate::goquote::quote(key)
             )
         })
         .collect()
