@@ -13,10 +13,12 @@
 //! - [`registry`]: the etcd keyspace, its value encodings, and backend-neutral requests.
 //! - [`engine`]: the cluster scheduler (leader lease, reconcile).
 //! - [`agent`]: the per-machine executor (desired vs. observed state, tasks for systemd).
+//! - [`api`]: HTTP API v1 entities, page tokens and request decisions (no HTTP itself).
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod engine;
 pub mod glob;
 pub mod registry;
