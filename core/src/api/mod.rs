@@ -13,6 +13,42 @@
 //! - [`routes`]: which handler a method and path reach, and fleet's 404/405 answers otherwise.
 //! - [`machines_patch`]: decoding and validating `PATCH /machines` (metadata edits).
 //! - [`units_put`]: the `PUT /units/<name>` decision tree.
+//!
+//! A front end's list handler, end to end (page 2 of 150 units):
+//!
+//! ```
+//! use flt_core::api::entities::{ErrorEntity, Unit, UnitPage};
+//! use flt_core::api::pagination::{DEFAULT_TOKEN_LIMIT, page_token_from_query, paginate};
+//! use flt_core::api::query::query_values;
+//! use flt_core::api::routes::{Route, route};
+//! use flt_core::api::to_go_json;
+//!
+//! let registry: Vec<Unit> = (0..150)
+//!     .map(|i| Unit { name: format!("u{i:03}.service"), ..Unit::default() })
+//!     .collect();
+//! let (status, body) = match route("GET", "/flt/v1/units") {
+//!     Ok(Route::ListUnits) => {
+//!         let tokens = query_values("nextPageToken=ZAACAA%3D%3D", "nextPageToken");
+//!         let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+//!         match page_token_from_query(&tokens, DEFAULT_TOKEN_LIMIT) {
+//!             Ok(token) => {
+//!                 let (range, next) = paginate(registry.len(), token);
+//!                 let page = UnitPage {
+//!                     units: registry[range].to_vec(),
+//!                     next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+//!                 };
+//!                 (200, to_go_json(&page).unwrap())
+//!             }
+//!             Err(e) => (e.status(), ErrorEntity::new(e.status(), e.to_string()).to_json()),
+//!         }
+//!     }
+//!     Ok(_) => unreachable!(),
+//!     Err(e) => (e.status(), e.entity().to_json()),
+//! };
+//! assert_eq!(status, 200);
+//! assert!(body.starts_with(r#"{"units":[{"name":"u100.service"}"#));
+//! assert!(!body.contains("nextPageToken")); // 50 of 100: the last page
+//! ```
 
 mod base64url;
 pub mod entities;
