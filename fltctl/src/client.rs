@@ -5,6 +5,7 @@
 //! fleet's client; any other non-2xx answer is an [`ApiError::Status`], worded as Google's API
 //! client worded it (`googleapi: Error 400: …`).
 
+mod command;
 mod endpoint;
 mod unix;
 
@@ -88,12 +89,44 @@ pub struct HttpApi {
 }
 
 impl HttpApi {
-    /// A client for `endpoint`. Nothing is dialled until the first call.
-    pub fn new(endpoint: &Endpoint, tls: &TlsFiles) -> Result<HttpApi, EndpointError> {
+    /// A client for `endpoint`. Nothing is dialled until the first call. With `tunnel`, every
+    /// connection is that command's stdin and stdout instead of a socket (`--tunnel`).
+    pub fn new(
+        endpoint: &Endpoint,
+        tls: &TlsFiles,
+        tunnel: Option<Vec<String>>,
+    ) -> Result<HttpApi, EndpointError> {
         let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
             .user_agent(concat!("fltctl/", env!("CARGO_PKG_VERSION")));
+        if let Some(argv) = tunnel {
+            let connector = command::CommandConnector { argv };
+            let (config, base) = match endpoint {
+                Endpoint::Unix(_) => (
+                    builder.build(),
+                    format!("http://{}{API_PREFIX}", unix::PLACEHOLDER_HOST),
+                ),
+                Endpoint::Http(url) => {
+                    let builder = if url.starts_with("https://") {
+                        builder.tls_config(endpoint::tls_config(tls)?)
+                    } else {
+                        builder
+                    };
+                    (
+                        builder.build(),
+                        format!("{}{API_PREFIX}", url.trim_end_matches('/')),
+                    )
+                }
+            };
+            // TLS, when the URL asks for it, runs over the tunnel.
+            use ureq::unversioned::transport::{Connector, RustlsConnector};
+            let connector = Connector::<()>::chain(connector, RustlsConnector::default());
+            return Ok(HttpApi {
+                agent: ureq::Agent::with_parts(config, connector, unix::NoDns),
+                base,
+            });
+        }
         match endpoint {
             Endpoint::Unix(path) => {
                 let config = builder.max_idle_connections(0).build();

@@ -79,7 +79,17 @@ pub fn run(args: Vec<OsString>, io: Io<'_>) -> u8 {
         Command::Man(a) => return cmd::man::run(io.out, io.err, a),
         _ => {}
     }
-    let api = match build_client(&cli.global, io.err) {
+    let ssh = remote::SshSettings {
+        user: cli.global.ssh_username.clone(),
+        known_hosts_file: remote::expand_home(
+            &cli.global.known_hosts_file,
+            io.host.home.as_deref(),
+        ),
+        strict_host_key_checking: cli.global.strict_host_key_checking,
+        timeout: cli.global.ssh_timeout,
+        tunnel: cli.global.tunnel.clone(),
+    };
+    let api = match build_client(&cli.global, &ssh, io.err) {
         Ok(api) => api,
         Err(e) => {
             let _ = writeln!(io.err, "Unable to initialize client: {e}");
@@ -88,16 +98,7 @@ pub fn run(args: Vec<OsString>, io: Io<'_>) -> u8 {
     };
     let mut ctx = Ctx::new(&api, io.out, io.err, io.clock, io.runner, io.host);
     ctx.debug = cli.global.debug;
-    ctx.ssh = remote::SshSettings {
-        user: cli.global.ssh_username.clone(),
-        known_hosts_file: remote::expand_home(
-            &cli.global.known_hosts_file,
-            ctx.host.home.as_deref(),
-        ),
-        strict_host_key_checking: cli.global.strict_host_key_checking,
-        timeout: cli.global.ssh_timeout,
-        tunnel: cli.global.tunnel.clone(),
-    };
+    ctx.ssh = ssh;
     cmd::dispatch(&mut ctx, &command)
 }
 
@@ -125,7 +126,11 @@ pub fn env_var_name(long_flag: &str) -> String {
 }
 
 /// fleetctl's client setup: the driver, the first endpoint, TLS files.
-fn build_client(global: &GlobalArgs, err: &mut dyn Write) -> Result<HttpApi, String> {
+fn build_client(
+    global: &GlobalArgs,
+    ssh: &remote::SshSettings,
+    err: &mut dyn Write,
+) -> Result<HttpApi, String> {
     match global.driver.as_str() {
         "API" => {}
         "etcd" => {
@@ -152,7 +157,8 @@ fn build_client(global: &GlobalArgs, err: &mut dyn Write) -> Result<HttpApi, Str
         cert_file: file(&global.cert_file),
         key_file: file(&global.key_file),
     };
-    HttpApi::new(&endpoint, &tls).map_err(|e| e.to_string())
+    let tunnel = (!ssh.tunnel.is_empty()).then(|| remote::tunnel_argv(ssh, &endpoint));
+    HttpApi::new(&endpoint, &tls, tunnel).map_err(|e| e.to_string())
 }
 
 /// `YYYY/MM/DD HH:MM:SS` in UTC, the stamp of fleetctl's log lines.

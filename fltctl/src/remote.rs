@@ -41,6 +41,8 @@ pub struct SshCall {
     pub tty: bool,
     /// The remote command line, already quoted; empty for a login shell.
     pub command: String,
+    /// `-W host:port`: forward stdio to this address instead of running a command.
+    pub forward_to: String,
 }
 
 /// Expands a leading `~/` with `home`.
@@ -49,6 +51,51 @@ pub fn expand_home(path: &str, home: Option<&str>) -> String {
         (Some(rest), Some(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
         _ => path.to_string(),
     }
+}
+
+/// `host[:port]` as (host, port), port 22 by default.
+pub fn split_host_port(text: &str) -> (String, u16) {
+    match text.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            (host.to_string(), port.parse().unwrap_or(22))
+        }
+        _ => (text.to_string(), 22),
+    }
+}
+
+/// The command whose stdio carries the API through `--tunnel`: `fltctl fd-forward <socket>` on
+/// the bastion for a unix endpoint, `ssh -W host:port` for a TCP one.
+pub fn tunnel_argv(settings: &SshSettings, endpoint: &crate::client::Endpoint) -> Vec<String> {
+    let (host, port) = split_host_port(&settings.tunnel);
+    let direct = SshSettings {
+        tunnel: String::new(),
+        ..settings.clone()
+    };
+    let mut call = SshCall {
+        host,
+        port,
+        ..SshCall::default()
+    };
+    match endpoint {
+        crate::client::Endpoint::Unix(path) => {
+            call.command = format!("fltctl fd-forward {}", shell_quote(&path.to_string_lossy()));
+        }
+        crate::client::Endpoint::Http(url) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let has_port = authority
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+            call.forward_to = if has_port {
+                authority.to_string()
+            } else if scheme == "https" {
+                format!("{authority}:443")
+            } else {
+                format!("{authority}:80")
+            };
+        }
+    }
+    ssh_argv(&direct, &call)
 }
 
 /// `host:22` unless a port is given.
@@ -94,6 +141,10 @@ pub fn ssh_argv(settings: &SshSettings, call: &SshCall) -> Vec<String> {
             settings.user,
             with_default_port(&settings.tunnel)
         ));
+    }
+    if !call.forward_to.is_empty() {
+        argv.push("-W".to_string());
+        argv.push(call.forward_to.clone());
     }
     argv.push(call.host.clone());
     if !call.command.is_empty() {
@@ -182,6 +233,7 @@ pub fn run_on_machine(
             forward_agent: false,
             tty,
             command: command.join(" "),
+            forward_to: String::new(),
         },
     )
 }
@@ -214,6 +266,7 @@ mod tests {
             forward_agent: true,
             tty: true,
             command: "systemctl status -l a.service".to_string(),
+            forward_to: String::new(),
         };
         assert_eq!(
             ssh_argv(&settings, &call).join(" "),
@@ -227,6 +280,7 @@ mod tests {
             ..settings
         };
         let plain = SshCall {
+            forward_to: String::new(),
             command: String::new(),
             forward_agent: false,
             tty: false,
@@ -237,6 +291,30 @@ mod tests {
             "ssh -o ConnectTimeout=3 -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no \
              -p 2222 -l admin -J admin@b:2200 10.0.0.2"
         );
+    }
+
+    #[test]
+    fn tunnels_for_unix_and_tcp_endpoints() {
+        use crate::client::Endpoint;
+        let settings = SshSettings {
+            known_hosts_file: "/kh".to_string(),
+            tunnel: "bastion:2200".to_string(),
+            ..SshSettings::default()
+        };
+        let unix = Endpoint::Unix("/var/run/flt.sock".into());
+        assert_eq!(
+            tunnel_argv(&settings, &unix).join(" "),
+            "ssh -o ConnectTimeout=10 -o UserKnownHostsFile=/kh -o StrictHostKeyChecking=ask \
+             -p 2200 -l core bastion fltctl fd-forward /var/run/flt.sock"
+        );
+        let tcp = Endpoint::Http("https://10.0.0.1/x".to_string());
+        assert_eq!(
+            tunnel_argv(&settings, &tcp).join(" "),
+            "ssh -o ConnectTimeout=10 -o UserKnownHostsFile=/kh -o StrictHostKeyChecking=ask \
+             -p 2200 -l core -W 10.0.0.1:443 bastion"
+        );
+        let tcp = Endpoint::Http("http://10.0.0.1:54728".to_string());
+        assert!(tunnel_argv(&settings, &tcp).contains(&"10.0.0.1:54728".to_string()));
     }
 
     #[test]

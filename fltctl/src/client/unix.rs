@@ -97,7 +97,7 @@ impl Transport for UnixTransport {
 
 /// Resolves every host to an unused address; the connector ignores it.
 #[derive(Debug)]
-struct NoDns;
+pub(super) struct NoDns;
 
 impl Resolver for NoDns {
     fn resolve(

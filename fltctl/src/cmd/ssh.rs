@@ -81,6 +81,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &SshArgs) -> u8 {
             forward_agent: args.forward_agent,
             tty,
             command,
+            forward_to: String::new(),
         },
     )
 }

@@ -154,9 +154,21 @@ pub struct ApiDouble {
 }
 
 impl ApiDouble {
+    /// Serves on 127.0.0.1 (an `http://` endpoint).
     pub fn start() -> ApiDouble {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", server.server_addr().to_ip().expect("ip"));
+        ApiDouble::serve_on(server, url)
+    }
+
+    /// Serves on a Unix socket (a `unix://` endpoint).
+    pub fn start_unix(path: &std::path::Path) -> ApiDouble {
+        let server = tiny_http::Server::http_unix(path).expect("bind unix");
+        ApiDouble::serve_on(server, format!("unix://{}", path.display()))
+    }
+
+    fn serve_on(server: tiny_http::Server, url: String) -> ApiDouble {
+        let server = Arc::new(server);
         let state = Arc::new(Mutex::new(State::default()));
         let (s, st) = (server.clone(), state.clone());
         let thread = std::thread::spawn(move || {

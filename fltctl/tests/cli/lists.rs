@@ -185,3 +185,38 @@ fn cat_keeps_percent_signs() {
     let o = fltctl(&api, &["cat", "p.service"]);
     assert_eq!(o.out, "[Service]\nExecStart=/bin/date +%s%%d\n");
 }
+
+#[test]
+fn the_api_over_a_unix_socket() {
+    let dir = Dir::new("unix");
+    let api = super::api_double::ApiDouble::start_unix(std::path::Path::new(&dir.path("flt.sock")));
+    api.machine(M1, "172.17.8.103", &[]);
+    let file = dir.file("u.service", HELLO);
+    let o = fltctl(&api, &["start", &file]);
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(
+        o.out,
+        "Unit u.service inactive\nUnit u.service launched on 113f16a7.../172.17.8.103\n"
+    );
+    let o = fltctl(&api, &["list-machines", "--no-legend"]);
+    assert_eq!(o.out, "113f16a7...\t172.17.8.103\t-\n");
+    let o = fltctl(&api, &["destroy", "u.service"]);
+    assert_eq!((o.code, o.out.as_str()), (0, "Destroyed u.service\n"));
+    // Requests carry the placeholder host; the path is the API's.
+    assert!(api.requests("PUT /flt/v1/units/u.service").len() == 2);
+}
+
+#[test]
+fn a_missing_unix_socket_reads_like_go() {
+    let api = cluster();
+    let run = Run {
+        endpoint: Some("unix:///nonexistent/flt.sock".to_string()),
+        ..Run::default()
+    };
+    let o = run.go(&api, &["list-unit-files"]);
+    assert_eq!(o.code, 1);
+    assert_eq!(
+        o.err,
+        "Error retrieving list of units from repository: Get http://domain-sock/flt/v1/units: dial unix /nonexistent/flt.sock: no such file or directory\n"
+    );
+}

@@ -4,9 +4,11 @@
 mod api_double;
 mod harness;
 
+mod binary;
 mod blocking;
 mod create;
 mod lifecycle;
 mod lists;
 mod parsing;
 mod remote;
+mod tunnel;

@@ -196,13 +196,12 @@ fn ssh_to_a_machine_by_id_prefix_or_unit() {
 }
 
 #[test]
-fn ssh_passes_user_tunnel_and_host_key_settings() {
+fn ssh_passes_user_timeout_and_host_key_settings() {
     let api = cluster();
     let o = on(None, false).go(
         &api,
         &[
             "--ssh-username=admin",
-            "--tunnel=bastion.example",
             "--strict-host-key-checking=false",
             "--ssh-timeout=2.5",
             "ssh",
@@ -213,7 +212,7 @@ fn ssh_passes_user_tunnel_and_host_key_settings() {
     assert_eq!(
         o.calls[0].join(" "),
         "ssh -o ConnectTimeout=3 -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no \
-         -p 22 -l admin -J admin@bastion.example:22 172.17.8.103 true"
+         -p 22 -l admin 172.17.8.103 true"
     );
     let o = on(None, false).go(&api, &["--known-hosts-file=/etc/flt/kh", "ssh", "113f"]);
     assert!(o.calls[0].contains(&"UserKnownHostsFile=/etc/flt/kh".to_string()));
