@@ -11,4 +11,5 @@ mod lifecycle;
 mod lists;
 mod parsing;
 mod remote;
+mod tls;
 mod tunnel;
