@@ -12,20 +12,27 @@ pub const DEFAULT_ENDPOINT: &str = "unix:///var/run/flt.sock";
 
 const ABOUT: &str = "control a cluster of flt machines";
 
-const LONG_ABOUT: &str = "\
-fltctl controls an flt cluster through fltd's HTTP API: it submits unit files, \
-schedules them onto machines (load), starts and stops them, and shows what runs where.
+/// The root's description (a macro so that the help template can include it).
+macro_rules! description {
+    () => {
+        "   fltctl controls an flt cluster through fltd's HTTP API: it submits unit files,
+   schedules them onto machines (load), starts and stops them, and shows what runs where.
 
-Unit names without a known suffix get \".service\" (\"hello\" is \"hello.service\"). \
-Commands that create units read local files by that name, and create instances \
-(\"hello@1.service\") from a template (\"hello@.service\") in the cluster or next to the \
-argument.
+   Unit names without a known suffix get \".service\" (\"hello\" is \"hello.service\").
+   Commands that create units read local files by that name, and create instances
+   (\"hello@1.service\") from a template (\"hello@.service\") in the cluster or next to
+   the argument.
 
-Examples:
-  fltctl start hello.service         # submit ./hello.service, schedule it, start it, wait
-  fltctl list-units                  # what runs where
-  fltctl --endpoint http://10.0.0.1:54728 list-machines
-  fltctl journal -f hello.service    # follow its journal (over ssh when remote)";
+   Examples:
+     fltctl start hello.service         # submit ./hello.service, schedule, start, wait
+     fltctl list-units                  # what runs where
+     fltctl --endpoint http://10.0.0.1:54728 list-machines
+     fltctl journal -f hello.service    # follow its journal (over ssh when remote)"
+    };
+}
+
+/// The root's description, for the manual page.
+pub const DESCRIPTION: &str = description!();
 
 const AFTER_HELP: &str = "\
 Every global option can also be set with FLTCTL_<OPTION>, upper-cased with '-' as '_' \
@@ -35,24 +42,17 @@ variable is ignored.
 Exit codes: 0 success; 1 failure (the message says why); 2 a usage error or the deprecated \
 'verify'; status, journal and ssh exit with the remote command's code.";
 
-const HELP_TEMPLATE: &str = "\
-NAME:
-   {name} - {about}
-
-USAGE:
-   {usage}
-
-VERSION:
-   {version}
-
-{all-args}{after-help}";
+const HELP_TEMPLATE: &str = concat!(
+    "NAME:\n   {name} - {about}\n\nUSAGE:\n   {usage}\n\nVERSION:\n   {version}\n\nDESCRIPTION:\n",
+    description!(),
+    "\n\n{all-args}{after-help}"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "fltctl",
     version = VERSION,
     about = ABOUT,
-    long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
     help_template = HELP_TEMPLATE,
     disable_version_flag = true,

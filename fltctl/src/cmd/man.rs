@@ -11,7 +11,8 @@ use std::io::Write;
 pub struct ManArgs {}
 
 pub fn run(out: &mut dyn Write, err: &mut dyn Write, _args: &ManArgs) -> u8 {
-    let man = clap_mangen::Man::new(crate::cli::Cli::command());
+    let command = crate::cli::Cli::command().long_about(crate::cli::DESCRIPTION);
+    let man = clap_mangen::Man::new(command);
     match man.render(out) {
         Ok(()) => 0,
         Err(e) => {

@@ -360,3 +360,23 @@ fn creation_timeout_reports_each_unit() {
          Error creating units: One or more errors creating units\n"
     );
 }
+
+#[test]
+fn invalid_unit_names_are_refused_before_the_request() {
+    let api = cluster();
+    let dir = Dir::new("badname");
+    let file = dir.file("bad name.service", HELLO);
+    let o = fltctl(&api, &["submit", &file]);
+    assert_eq!(o.code, 1);
+    assert_eq!(
+        o.err,
+        "Error creating units: invalid character ' ' in unit name\n"
+    );
+    let file = dir.file("@x.service", HELLO);
+    let o = fltctl(&api, &["submit", &file]);
+    assert_eq!(
+        o.err,
+        "Error creating units: unit name cannot start in \"@\"\n"
+    );
+    assert!(api.requests("PUT ").is_empty());
+}
