@@ -184,6 +184,11 @@ pub fn run_ssh(ctx: &mut Ctx<'_>, call: &SshCall) -> u8 {
     run_argv(ctx, &argv, "remote")
 }
 
+/// Runs `argv` on this machine and returns its exit code.
+pub fn run_locally(ctx: &mut Ctx<'_>, argv: &[String]) -> u8 {
+    run_argv(ctx, argv, "local")
+}
+
 fn run_argv(ctx: &mut Ctx<'_>, argv: &[String], kind: &str) -> u8 {
     crate::log_at!(ctx, "DEBUG", "running {}", argv.join(" "));
     match ctx.runner.run(argv) {

@@ -271,3 +271,20 @@ fn ssh_lookup_errors() {
         (1, "Could not determine address of machine.\n")
     );
 }
+
+#[test]
+fn ssh_runs_a_command_for_this_machine_locally() {
+    let api = cluster();
+    api.unit("a.service", HELLO, "launched", "launched");
+    let mut run = on(Some(M1), true);
+    run.exit_code = 7;
+    let o = run.go(
+        &api,
+        &["ssh", "a.service", "systemctl", "is-active", "a.service"],
+    );
+    assert_eq!(o.code, 7);
+    assert_eq!(o.calls, [["sh", "-c", "systemctl is-active a.service"]]);
+    // A login shell still goes through ssh.
+    let o = on(Some(M1), true).go(&api, &["ssh", "a.service"]);
+    assert_eq!(o.calls[0][0], "ssh");
+}
