@@ -264,11 +264,21 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
+/// Percent-encodes a query value: everything but RFC 3986's unreserved characters.
 pub fn percent_encode(s: &str) -> String {
+    escape(s, b"-._~")
+}
+
+/// Percent-encodes a path segment as Go's url package did, keeping `@` and `:` readable
+/// (`/units/web@1.service`).
+pub fn path_escape(s: &str) -> String {
+    escape(s, b"-._~@:")
+}
+
+fn escape(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -283,7 +293,7 @@ impl Api for HttpApi {
     }
 
     fn unit(&self, name: &str) -> Result<Option<Unit>, ApiError> {
-        match self.get_json(&format!("/units/{}", percent_encode(name))) {
+        match self.get_json(&format!("/units/{}", path_escape(name))) {
             Ok(unit) => Ok(Some(unit)),
             Err(ApiError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -328,8 +338,7 @@ impl Api for HttpApi {
     }
 
     fn destroy_unit(&self, name: &str) -> Result<(), ApiError> {
-        let (status, body) =
-            self.send("DELETE", &format!("/units/{}", percent_encode(name)), None)?;
+        let (status, body) = self.send("DELETE", &format!("/units/{}", path_escape(name)), None)?;
         match status {
             200..=299 | 404 => Ok(()),
             _ => Err(ApiError::Status { status, body }),
@@ -343,11 +352,8 @@ impl HttpApi {
             url: format!("Put {}", self.url(&format!("/units/{name}"))),
             detail: e.to_string(),
         })?;
-        let (status, body) = self.send(
-            "PUT",
-            &format!("/units/{}", percent_encode(name)),
-            Some(json),
-        )?;
+        let (status, body) =
+            self.send("PUT", &format!("/units/{}", path_escape(name)), Some(json))?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
