@@ -5,6 +5,9 @@ use clap::Args;
 
 /// Deprecated: signed units are not supported. Always exits 2.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  fltctl verify hello.service   # prints the deprecation warning and exits 2"
+)]
 pub struct VerifyArgs {
     /// Ignored.
     #[arg(value_name = "UNIT")]

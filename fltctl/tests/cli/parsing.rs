@@ -91,6 +91,7 @@ fn every_command_has_help_with_an_example() {
         "journal",
         "ssh",
         "fd-forward",
+        "verify",
         "version",
         "completions",
         "man",
