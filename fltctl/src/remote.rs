@@ -55,11 +55,12 @@ pub fn expand_home(path: &str, home: Option<&str>) -> String {
 
 /// `host[:port]` as (host, port), port 22 by default.
 pub fn split_host_port(text: &str) -> (String, u16) {
-    match text.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => {
-            (host.to_string(), port.parse().unwrap_or(22))
-        }
-        _ => (text.to_string(), 22),
+    match text
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    {
+        Some((host, port)) => (host.to_string(), port),
+        None => (text.to_string(), 22),
     }
 }
 
