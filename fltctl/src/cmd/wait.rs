@@ -218,13 +218,38 @@ fn assert_systemd_active(ctx: &mut Ctx<'_>, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Go's `time.Duration` text for whole and fractional seconds (`2s`, `4s`, `1.5s`).
+/// Go's `time.Duration` text at millisecond precision (`2s`, `1.5s`, `250ms`).
 pub fn go_duration(d: Duration) -> String {
     let millis = d.as_millis();
-    if millis.is_multiple_of(1000) {
+    if millis < 1000 {
+        format!("{millis}ms")
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         let text = format!("{:.3}", d.as_secs_f64());
         format!("{}s", text.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(go_duration(Duration::from_secs(20)), "20s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn attempts_read_like_fleetctl() {
+        assert_eq!(Blocking::from_attempts(-1), Blocking::Trigger);
+        assert_eq!(Blocking::from_attempts(0), Blocking::Forever);
+        assert_eq!(Blocking::from_attempts(3), Blocking::Attempts(3));
+        // The creation wait never triggers only.
+        assert_eq!(Blocking::for_creation(-1), Blocking::Forever);
+        assert_eq!(Blocking::for_creation(2), Blocking::Attempts(2));
     }
 }
