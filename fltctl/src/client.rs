@@ -86,6 +86,8 @@ pub struct HttpApi {
     agent: ureq::Agent,
     /// `http://host:port/flt/v1` (for a unix socket the host is a placeholder).
     base: String,
+    /// `--debug`: log each request and its status to stderr.
+    debug: bool,
 }
 
 impl HttpApi {
@@ -125,6 +127,7 @@ impl HttpApi {
             return Ok(HttpApi {
                 agent: ureq::Agent::with_parts(config, connector, unix::NoDns),
                 base,
+                debug: false,
             });
         }
         match endpoint {
@@ -133,6 +136,7 @@ impl HttpApi {
                 Ok(HttpApi {
                     agent: unix::agent(config, path.clone()),
                     base: format!("http://{}{API_PREFIX}", unix::PLACEHOLDER_HOST),
+                    debug: false,
                 })
             }
             Endpoint::Http(url) => {
@@ -144,9 +148,16 @@ impl HttpApi {
                 Ok(HttpApi {
                     agent: ureq::Agent::new_with_config(builder.build()),
                     base: format!("{}{API_PREFIX}", url.trim_end_matches('/')),
+                    debug: false,
                 })
             }
         }
+    }
+
+    /// Logs every request and its status to stderr (`--debug`).
+    pub fn with_debug(mut self, debug: bool) -> HttpApi {
+        self.debug = debug;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -176,6 +187,13 @@ impl HttpApi {
         };
         let mut response = result.map_err(|e| transport(ureq_error_text(&e)))?;
         let status = response.status().as_u16();
+        if self.debug {
+            let stamp = crate::log_stamp(std::time::SystemTime::now());
+            eprintln!(
+                "{stamp} DEBUG client.rs: {} {url} -> {status}",
+                go_method(method)
+            );
+        }
         let mut text = String::new();
         response
             .body_mut()

@@ -158,7 +158,9 @@ fn build_client(
         key_file: file(&global.key_file),
     };
     let tunnel = (!ssh.tunnel.is_empty()).then(|| remote::tunnel_argv(ssh, &endpoint));
-    HttpApi::new(&endpoint, &tls, tunnel).map_err(|e| e.to_string())
+    HttpApi::new(&endpoint, &tls, tunnel)
+        .map(|api| api.with_debug(global.debug))
+        .map_err(|e| e.to_string())
 }
 
 /// `YYYY/MM/DD HH:MM:SS` in UTC, the stamp of fleetctl's log lines.

@@ -53,3 +53,27 @@ fn the_binary_exit_codes() {
         format!("fltctl version {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn debug_logs_each_request_to_stderr() {
+    let api = cluster();
+    let out = fltctl_bin()
+        .args([
+            &format!("--endpoint={}", api.url),
+            "--debug",
+            "list-machines",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "DEBUG client.rs: Get {}/flt/v1/machines -> 200",
+            api.url
+        )),
+        "{err}"
+    );
+    // stdout keeps only the table.
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MACHINE\t"));
+}
