@@ -40,9 +40,13 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs a program with the terminal's stdin, stdout and stderr and returns its exit code.
+/// Runs a program with the terminal's stdin, stdout and stderr and returns its exit code, and
+/// prepares the files it needs.
 pub trait Runner {
     fn run(&self, argv: &[String]) -> io::Result<i32>;
+    /// Creates `dir` (mode 0700) if missing: OpenSSH does not create the directory of its
+    /// known-hosts file.
+    fn ensure_private_dir(&self, dir: &std::path::Path) -> io::Result<()>;
 }
 
 /// Spawns the program and waits for it. A death by signal reads as 128 + the signal, as shells
@@ -61,6 +65,17 @@ impl Runner for ProcessRunner {
             .code()
             .or_else(|| status.signal().map(|s| 128 + s))
             .unwrap_or(1))
+    }
+
+    fn ensure_private_dir(&self, dir: &std::path::Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if dir.as_os_str().is_empty() || dir.exists() {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
     }
 }
 

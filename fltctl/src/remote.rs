@@ -171,15 +171,9 @@ pub fn shell_quote(arg: &str) -> String {
 pub fn run_ssh(ctx: &mut Ctx<'_>, call: &SshCall) -> u8 {
     if ctx.ssh.strict_host_key_checking
         && let Some(dir) = std::path::Path::new(&ctx.ssh.known_hosts_file).parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
+        && let Err(e) = ctx.runner.ensure_private_dir(dir)
     {
-        // OpenSSH does not create the directory of its known-hosts file.
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir);
+        crate::log_at!(ctx, "WARN", "cannot create {}: {e}", dir.display());
     }
     let argv = ssh_argv(&ctx.ssh, call);
     run_argv(ctx, &argv, "remote")

@@ -24,10 +24,12 @@ impl Clock for VirtualClock {
     }
 }
 
-/// Records argv lists and answers with a fixed exit code.
+/// Records argv lists (and directories it was asked to create, without creating them) and
+/// answers with a fixed exit code.
 #[derive(Debug, Default)]
 pub struct RecordingRunner {
     pub calls: RefCell<Vec<Vec<String>>>,
+    pub dirs: RefCell<Vec<std::path::PathBuf>>,
     pub exit_code: Cell<i32>,
 }
 
@@ -35,6 +37,11 @@ impl Runner for RecordingRunner {
     fn run(&self, argv: &[String]) -> std::io::Result<i32> {
         self.calls.borrow_mut().push(argv.to_vec());
         Ok(self.exit_code.get())
+    }
+
+    fn ensure_private_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.dirs.borrow_mut().push(dir.to_path_buf());
+        Ok(())
     }
 }
 
@@ -47,6 +54,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub sleeps: u32,
     pub calls: Vec<Vec<String>>,
+    /// Directories fltctl asked to create.
+    pub dirs: Vec<std::path::PathBuf>,
 }
 
 /// One invocation's settings.
@@ -86,6 +95,7 @@ impl Run {
             elapsed: clock.now(),
             sleeps: clock.sleeps.get(),
             calls: runner.calls.into_inner(),
+            dirs: runner.dirs.into_inner(),
         }
     }
 }

@@ -43,6 +43,7 @@ fn bare(args: &[&str], env_vars: Vec<(String, String)>) -> Outcome {
         elapsed: std::time::Duration::ZERO,
         sleeps: 0,
         calls: Vec::new(),
+        dirs: Vec::new(),
     }
 }
 

@@ -58,6 +58,8 @@ fn status_runs_over_ssh_on_another_machine() {
     ]);
     assert_eq!(o.calls[0], expect);
     assert_eq!(o.calls.len(), 2);
+    // The known-hosts file's directory is prepared for ssh (by the runner, not created here).
+    assert_eq!(o.dirs[0], std::path::Path::new("/home/u/.fltctl"));
     // A blank line separates the units.
     assert_eq!(o.out, "\n");
 }
