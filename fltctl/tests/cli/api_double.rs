@@ -41,6 +41,8 @@ pub struct State {
     pub frozen: Vec<String>,
     /// Units systemd reports with this ActiveState when launched (default `active`).
     pub active_state: BTreeMap<String, String>,
+    /// Units a DELETE answers 204 for but keeps (to test waiting for removal).
+    pub undeletable: Vec<String>,
     /// Status answered to every request whose `METHOD /path?query` contains the key.
     pub fail: BTreeMap<String, (u16, String)>,
 }
@@ -362,7 +364,7 @@ fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
             }
         }
         Ok(Route::DeleteUnit(name)) => {
-            if st.units.remove(&name).is_some() {
+            if st.undeletable.contains(&name) || st.units.remove(&name).is_some() {
                 tiny_http::Response::from_string("").with_status_code(204)
             } else {
                 error(404, "unit does not exist")

@@ -190,3 +190,17 @@ fn restart_of_a_global_unit_restarts_it_on_each_machine() {
          Restarted global unit g.service on 2222aaaa.../172.17.8.104\n"
     );
 }
+
+#[test]
+fn destroy_times_out_when_the_unit_stays() {
+    let api = cluster();
+    api.unit("a.service", HELLO, "inactive", "inactive");
+    api.lock().undeletable.push("a.service".to_string());
+    let o = fltctl(&api, &["destroy", "--block-attempts=1", "a.service"]);
+    assert_eq!((o.code, o.out.as_str()), (1, ""));
+    assert_eq!(
+        o.err,
+        "Error waiting for units: timed out waiting for unit a.service to be destroyed\n"
+    );
+    assert_eq!(o.elapsed, std::time::Duration::from_secs(2));
+}

@@ -220,3 +220,51 @@ fn a_missing_unix_socket_reads_like_go() {
         "Error retrieving list of units from repository: Get http://domain-sock/flt/v1/units: dial unix /nonexistent/flt.sock: no such file or directory\n"
     );
 }
+
+#[test]
+fn lookup_errors_of_single_unit_commands() {
+    let api = cluster();
+    api.lock().fail.insert(
+        "GET /flt/v1/units/a.service".to_string(),
+        (500, "down".to_string()),
+    );
+    for (args, message) in [
+        (
+            &["cat", "a"][..],
+            "Error retrieving Unit a.service: googleapi: Error 500: down\n",
+        ),
+        (
+            &["status", "a"],
+            "Error retrieving unit: googleapi: Error 500: down\n",
+        ),
+        (
+            &["journal", "a"],
+            "Error retrieving unit a.service: googleapi: Error 500: down\n",
+        ),
+        (&["fd-forward"], "Provide a single argument\n"),
+        (&["fd-forward", "a", "b"], "Provide a single argument\n"),
+    ] {
+        let o = fltctl(&api, args);
+        assert_eq!((o.code, o.err.as_str()), (1, message), "{args:?}");
+    }
+}
+
+#[test]
+fn only_the_first_endpoint_is_used() {
+    let api = cluster();
+    let run = Run {
+        endpoint: Some(format!("{},http://127.0.0.1:1", api.url)),
+        ..Run::default()
+    };
+    let o = run.go(&api, &["list-machines", "--no-legend", "--fields=ip"]);
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(o.out, "172.17.8.103\n172.17.8.104\n");
+    assert!(
+        o.err.ends_with(&format!(
+            ": multiple endpoints provided but only the first ({}) is used\n",
+            api.url
+        )),
+        "{}",
+        o.err
+    );
+}
