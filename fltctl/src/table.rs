@@ -38,7 +38,11 @@ impl fmt::Display for FieldsError {
         match self {
             FieldsError::Empty => f.write_str("Must define output format"),
             FieldsError::InvalidKey(key) => {
-                write!(f, "Invalid key in output format: {}", go_quote(key))
+                write!(
+                    f,
+                    "Invalid key in output format: {}",
+                    flt_core::goquote::quote(key)
+                )
             }
         }
     }
@@ -322,43 +326,6 @@ pub fn list_machines(
             .collect::<Vec<_>>()
             .join(","),
     })
-}
-
-/// Go's `%q` for the strings fleetctl quoted: `"` and `\\` escaped, and what Go does not
-/// consider printable (controls, spaces other than U+0020, common format characters) escaped as
-/// Go writes it.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)));
-            }
-            c if c == ' ' || go_is_print(c) => out.push(c),
-            c if u32::from(c) < 0x10000 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// An approximation of Go's `unicode.IsPrint` for the characters likely in a field name.
-fn go_is_print(c: char) -> bool {
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{e000}'..='\u{f8ff}'))
 }
 
 #[cfg(test)]

@@ -332,13 +332,13 @@ fn list_machines_default_and_full() {
 
 #[test]
 fn go_quote_matches_go_for_common_input() {
-    assert_eq!(go_quote("plain"), r#""plain""#);
-    assert_eq!(go_quote("tab\there"), r#""tab\there""#);
-    assert_eq!(go_quote("\u{7f}é"), "\"\\x7fé\"");
-    assert_eq!(go_quote("\u{85}"), "\"\\u0085\"");
+    assert_eq!(flt_core::goquote::quote("plain"), r#""plain""#);
+    assert_eq!(flt_core::goquote::quote("tab\there"), r#""tab\there""#);
+    assert_eq!(flt_core::goquote::quote("\u{7f}é"), "\"\\x7fé\"");
+    assert_eq!(flt_core::goquote::quote("\u{85}"), "\"\\u0085\"");
     assert_eq!(
-        go_quote("\u{a0}\u{200b}\u{feff}"),
+        flt_core::goquote::quote("\u{a0}\u{200b}\u{feff}"),
         r#""\u00a0\u200b\ufeff""#
     );
-    assert_eq!(go_quote("😀"), "\"😀\"");
+    assert_eq!(flt_core::goquote::quote("😀"), "\"😀\"");
 }
