@@ -2,3 +2,4 @@
 //! integration tests in `tests/tests/`.
 
 pub mod etcd;
+pub mod sim;
