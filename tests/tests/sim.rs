@@ -1,0 +1,5 @@
+//! Tests of the cluster simulator's parts (`flt_tests::sim`) and the stable-Rust replay of the
+//! fuzz targets. One binary; a file per topic under `tests/tests/sim/`.
+
+#[path = "sim/etcd_differential.rs"]
+mod etcd_differential;
