@@ -18,3 +18,4 @@
 
 pub mod etcd;
 pub mod network;
+pub mod systemd;
