@@ -3,3 +3,9 @@
 
 #[path = "sim/etcd_differential.rs"]
 mod etcd_differential;
+
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_bodies;
+
+#[path = "sim/fuzz_replay.rs"]
+mod fuzz_replay;
