@@ -9,6 +9,9 @@
 //!   1000-event history. Its faithfulness is checked against a real etcd by the differential test
 //!   in `tests/tests/sim/etcd_differential.rs`.
 //! - [`network::SimNetwork`]: a message queue with per-message delay, loss and duplication.
+//! - [`registry::SimRegistry`]: a `SimEtcd` behind every node's simulated registry driver, with
+//!   the contract of `flt_driver::etcd::RegistryDriver` (`(OpId, Request)` in, `Response`s out),
+//!   lossy calls, delayed or duplicated watch events, timeouts and partitions.
 //! - [`systemd::SimSystemd`]: one machine's systemd: unit files, load/active/sub states, jobs with
 //!   latency, failures, daemon-reload.
 //!
@@ -18,4 +21,5 @@
 
 pub mod etcd;
 pub mod network;
+pub mod registry;
 pub mod systemd;
