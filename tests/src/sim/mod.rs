@@ -12,6 +12,8 @@
 //! - [`registry::SimRegistry`]: a `SimEtcd` behind every node's simulated registry driver, with
 //!   the contract of `flt_driver::etcd::RegistryDriver` (`(OpId, Request)` in, `Response`s out),
 //!   lossy calls, delayed or duplicated watch events, timeouts and partitions.
+//! - [`swarm::FaultPlan`]: which faults a seed turns on, at what rates, and when nodes are cut
+//!   off; `FLT_SIM_SEED` replays a seed.
 //! - [`systemd::SimSystemd`]: one machine's systemd: unit files, load/active/sub states, jobs with
 //!   latency, failures, daemon-reload.
 //!
@@ -22,4 +24,5 @@
 pub mod etcd;
 pub mod network;
 pub mod registry;
+pub mod swarm;
 pub mod systemd;

@@ -284,7 +284,7 @@ fn sim_etcd_answers_like_a_real_etcd() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let seed = env_u64("FLT_SIM_SEED").unwrap_or(0x5eed_e7cd);
+    let seed = flt_tests::sim::swarm::seed_from_env(0x5eed_e7cd);
     let ops = env_u64("FLT_SIM_OPS").map_or(DEFAULT_OPS, |n| n as usize);
     let client = etcd.client();
     let wall = std::time::Instant::now();

@@ -75,7 +75,7 @@ fn run(name: &str, body: fn(&[u8]), input: &[u8], origin: &str) {
 
 #[test]
 fn fuzz_targets_pass_over_their_corpus_and_seeded_mutations() {
-    let seed = env_u64("FLT_SIM_SEED").unwrap_or(0xf022);
+    let seed = flt_tests::sim::swarm::seed_from_env(0xf022);
     let runs = env_u64("FLT_FUZZ_RUNS").unwrap_or(DEFAULT_RUNS);
     for (name, body) in TARGETS {
         let corpus = corpus(name);
@@ -93,7 +93,7 @@ fn fuzz_targets_pass_over_their_corpus_and_seeded_mutations() {
 
 #[test]
 fn glob_matcher_agrees_with_the_reference_on_seeded_patterns() {
-    let seed = env_u64("FLT_SIM_SEED").unwrap_or(0x610b);
+    let seed = flt_tests::sim::swarm::seed_from_env(0x610b);
     let runs = env_u64("FLT_FUZZ_RUNS").unwrap_or(DEFAULT_RUNS) * 5;
     let mut rng = SplitMix64::new(seed);
     let mut matched = 0;
