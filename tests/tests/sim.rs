@@ -9,3 +9,6 @@ mod fuzz_bodies;
 
 #[path = "sim/fuzz_replay.rs"]
 mod fuzz_replay;
+
+#[path = "sim/follower_swarm.rs"]
+mod follower_swarm;

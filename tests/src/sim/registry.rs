@@ -122,6 +122,15 @@ impl SimRegistry {
         &mut self.etcd
     }
 
+    /// Carries out `request` on etcd directly (an operator, or a client the simulation does not
+    /// model as a node), handing its watch events to the nodes.
+    pub fn apply_direct(&mut self, request: &Request, now: Instant) -> Result<Reply, Failure> {
+        self.advance(now);
+        let result = self.etcd.apply(request, now);
+        self.pump_watches(now);
+        result
+    }
+
     /// Changes the faults from now on (e.g. heal for the convergence phase).
     pub fn set_faults(&mut self, faults: RegistryFaults) {
         let (calls, streams) = networks(&faults);
