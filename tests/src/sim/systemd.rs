@@ -20,7 +20,33 @@
 //! Every change of a unit's three states is reported by [`SimSystemd::poll_notice`], as is the
 //! end of every job (`JobRemoved`), so the simulator can feed the agent as a D-Bus signal
 //! subscriber or by polling [`SimSystemd::list_units_by_names`]. Calls are methods, not a
-//! request enum, so that an adapter from the agent's request type is a small `match`.
+//! request enum, so that an adapter from the agent's request type is a small `match`, e.g. for
+//! the `SystemdRequest` on branch `agent`:
+//!
+//! ```text
+//! match request {
+//!     LoadUnit { name, text, enable } => {
+//!         sd.write_unit_file(&name, &text);
+//!         sd.link_unit_files(&[&name])?;
+//!         if enable {
+//!             sd.enable_unit_files(&[&name])?;
+//!         }
+//!     }
+//!     UnloadUnit { name } => {
+//!         match sd.stop_unit(&name, now) {
+//!             Ok(_) | Err(SystemdError::NoSuchUnit(_)) => {} // unknown counts as stopped
+//!             Err(e) => return Err(e),
+//!         }
+//!         sd.disable_unit_files(&[&name])?;
+//!         let _ = sd.reset_failed_unit(&name, now);
+//!         sd.remove_unit_file(&name);
+//!     }
+//!     StartUnit { name } => drop(sd.start_unit(&name, now)?),
+//!     StopUnit { name } => drop(sd.stop_unit(&name, now)?),
+//!     Reload => sd.reload(now)?,
+//!     ListUnits { names } => return Ok(Units(sd.list_units_by_names(&refs(&names))?)),
+//! }
+//! ```
 
 use flt_core::rng::SplitMix64;
 use flt_core::time::Instant;
