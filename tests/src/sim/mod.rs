@@ -12,6 +12,8 @@
 //! - [`registry::SimRegistry`]: a `SimEtcd` behind every node's simulated registry driver, with
 //!   the contract of `flt_driver::etcd::RegistryDriver` (`(OpId, Request)` in, `Response`s out),
 //!   lossy calls, delayed or duplicated watch events, timeouts and partitions.
+//! - [`invariants`]: checks over the simulated etcd and systemds (one machine per unit,
+//!   `Conflicts=` respected, quiescence), independent of how the engine and agent are written.
 //! - [`swarm::FaultPlan`]: which faults a seed turns on, at what rates, and when nodes are cut
 //!   off; `FLT_SIM_SEED` replays a seed.
 //! - [`systemd::SimSystemd`]: one machine's systemd: unit files, load/active/sub states, jobs with
@@ -22,6 +24,7 @@
 //! run, with faults, far faster than real time.
 
 pub mod etcd;
+pub mod invariants;
 pub mod network;
 pub mod registry;
 pub mod swarm;

@@ -414,12 +414,12 @@ impl SimSystemd {
         Ok(id)
     }
 
-    /// `StopUnit(name, "replace")`: queues a stop job; a unit that is not loaded is an error
-    /// (systemd: "Unit … not loaded").
+    /// `StopUnit(name, "replace")`: loads the unit if needed and queues a stop job; a unit
+    /// systemd cannot find is an error (systemd: "Unit … not loaded").
     pub fn stop_unit(&mut self, name: &str, now: Instant) -> Result<JobId, SystemdError> {
         self.bus()?;
         self.advance(now);
-        if !self.units.contains_key(name) {
+        if !self.load_on_demand(name) {
             return Err(SystemdError::NoSuchUnit(name.to_string()));
         }
         let id = self.enqueue(name, JobKind::Stop, false);

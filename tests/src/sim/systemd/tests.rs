@@ -186,6 +186,10 @@ fn enable_reports_install_info_and_disable_unlinks() {
     sd.disable_unit_files(&["wanted.service"]).unwrap();
     assert_eq!(sd.link_state("wanted.service"), Some((false, false)));
     assert_eq!(state(&mut sd, "wanted.service"), "not-found inactive dead");
+    // Stopping a linked unit that was never loaded loads it: the stop is a no-op job.
+    sd.stop_unit("plain.service", t(0)).unwrap();
+    sd.advance(t(100));
+    assert_eq!(state(&mut sd, "plain.service"), "loaded inactive dead");
     assert_eq!(
         sd.unit_files()
             .into_iter()
