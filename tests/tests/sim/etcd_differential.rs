@@ -338,6 +338,8 @@ fn sim_etcd_answers_like_a_real_etcd() {
             };
             let from = sim.index().saturating_sub(back).max(start_index + 1);
             watches.push(WatchPair::open(&client, &mut sim, &prefix, from, now()));
+            // Let the real watch thread make its first poll before etcd's history moves on.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     let mut watched = 0;
