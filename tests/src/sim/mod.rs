@@ -22,6 +22,24 @@
 //! None of these may stand in for the real thing in integration tests: drivers are tested against
 //! a real etcd and a real systemd (see [`crate::etcd`]). They exist so that many `core` nodes can
 //! run, with faults, far faster than real time.
+//!
+//! The run loop of a cluster simulation (`tests/tests/sim/follower_swarm.rs` is a working
+//! instance for `PrefixFollower`; a node's engine and agent slot in the same way):
+//!
+//! ```text
+//! plan = FaultPlan::draw(seed, nodes, safety_phase); print it
+//! loop until safety_phase + heal:
+//!     apply the plan's partitions / D-Bus outages due now (cut_off, reconnect, set_connected);
+//!     at the end of the safety phase: set_faults(plan.healed())
+//!     while let Some((client, response)) = registry.poll_response(now): feed that node
+//!     for each node: drain its SimSystemd notices into it; handle_timeout if due;
+//!         registry commands → registry.submit(client, id, request, now),
+//!         systemd commands → that node's SimSystemd (then its answer back as an input)
+//!     check the invariants; print the seed and a trace on a violation
+//!     now = min(registry.next_timeout(), every systemd's next_timeout(), every node's
+//!               poll_timeout(), the plan's next transition)   (+1 µs if nothing moved)
+//! after healing: wait for convergence, then check quiescence (invariants::changes_since)
+//! ```
 
 pub mod etcd;
 pub mod invariants;
