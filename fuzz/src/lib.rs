@@ -6,13 +6,13 @@
 //! This file depends on `flt-core` only: the stable replay includes it by path.
 
 use flt_core::glob::{BadPattern, glob_match};
-use flt_core::registry::Record;
 use flt_core::registry::codec::{EngineVersion, MachineId};
 use flt_core::registry::records::{
     JobRecord, LeaseRecord, MachineRecord, ScheduleRecord, TargetState, UnitFileRecord,
     UnitStateRecord,
 };
-use flt_core::unit::{ParseErrorKind, UnitFile};
+use flt_core::registry::{KeyKind, Keyspace, Record};
+use flt_core::unit::{ParseErrorKind, UnitFile, UnitHash};
 
 /// The key named in decode errors.
 const KEY: &str = "/_coreos.com/flt/fuzz/key";
@@ -166,12 +166,110 @@ pub fn unit_parse(data: &[u8]) {
     }
 }
 
+/// Target `registry_keys`: `prefix NUL name NUL machine NUL key`. `Keyspace::classify` never
+/// panics on any key, and classifies every key the keyspace builds (for names and machines
+/// without `/`) as what it was built as.
+pub fn registry_keys(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(4, '\0');
+    let prefix = parts.next().unwrap_or("");
+    let name = parts.next().unwrap_or("a.service");
+    let machine = parts.next().unwrap_or("m1");
+    let other = parts.next().unwrap_or("");
+    let keys = Keyspace::new(prefix);
+    let _ = keys.classify(other);
+    let _ = keys.classify(&text);
+    if name.contains('/') || machine.contains('/') {
+        return;
+    }
+    let mut hash = [0u8; 20];
+    for (slot, byte) in hash.iter_mut().zip(data.iter().rev()) {
+        *slot = *byte;
+    }
+    let hash = UnitHash(hash);
+    let s = |x: &str| x.to_string();
+    let built = [
+        (
+            keys.unit(&hash),
+            KeyKind::UnitFile {
+                hash: hash.to_hex(),
+            },
+        ),
+        (keys.job_dir(name), KeyKind::JobDir { name: s(name) }),
+        (keys.job_object(name), KeyKind::JobObject { name: s(name) }),
+        (
+            keys.job_target_state(name),
+            KeyKind::JobTargetState { name: s(name) },
+        ),
+        (keys.job_target(name), KeyKind::JobTarget { name: s(name) }),
+        (
+            keys.schedule_dir(machine),
+            KeyKind::ScheduleDir {
+                machine: s(machine),
+            },
+        ),
+        (
+            keys.schedule_entry(machine, name),
+            KeyKind::ScheduleEntry {
+                machine: s(machine),
+                name: s(name),
+            },
+        ),
+        (
+            keys.global_entry(name),
+            KeyKind::GlobalEntry { name: s(name) },
+        ),
+        (
+            keys.machine_dir(machine),
+            KeyKind::MachineDir {
+                machine: s(machine),
+            },
+        ),
+        (
+            keys.machine_object(machine),
+            KeyKind::MachineObject {
+                machine: s(machine),
+            },
+        ),
+        (
+            keys.machine_metadata(machine, name),
+            KeyKind::MachineMetadata {
+                machine: s(machine),
+                key: s(name),
+            },
+        ),
+        (
+            keys.machine_states_dir(machine),
+            KeyKind::MachineStates {
+                machine: s(machine),
+            },
+        ),
+        (
+            keys.unit_state(machine, name),
+            KeyKind::UnitState {
+                machine: s(machine),
+                name: s(name),
+            },
+        ),
+        (keys.engine_lease(), KeyKind::EngineLease),
+        (keys.engine_version(), KeyKind::EngineVersion),
+    ];
+    for (key, kind) in built {
+        assert_eq!(
+            keys.classify(&key),
+            Some(kind),
+            "key {key:?} under {prefix:?}"
+        );
+    }
+}
+
 /// A target's body.
 pub type Body = fn(&[u8]);
 
 /// Every target by name, for the stable replay.
-pub const TARGETS: [(&str, Body); 3] = [
+pub const TARGETS: [(&str, Body); 4] = [
     ("registry_codec", registry_codec),
+    ("registry_keys", registry_keys),
     ("glob_match", glob),
     ("unit_parse", unit_parse),
 ];
