@@ -2,4 +2,5 @@
 //! integration tests in `tests/tests/`.
 
 pub mod etcd;
+pub mod sim;
 pub mod testhost;
