@@ -3,3 +3,4 @@
 //! No async runtime: one thread per long-lived stream, `crossbeam-channel` between them.
 
 pub mod etcd;
+pub mod http;
