@@ -132,6 +132,11 @@ fn run(config_file: Option<&Path>) {
                     Ok(new) => {
                         flt_driver::logging::set_verbosity(new.settings.verbosity);
                         log_loaded(&new);
+                        if !activated && new.settings.listen != loaded.settings.listen {
+                            log::warn!(
+                                "The listen option changed; the API keeps its listeners until fltd restarts"
+                            );
+                        }
                         loaded = new;
                     }
                     Err(e) => log::error!("{e}; keeping the previous configuration"),

@@ -475,3 +475,56 @@ fn without_passed_sockets_listeners_are_bound_from_the_addresses() {
     assert_eq!(listeners.len(), 1);
     assert!(path.exists());
 }
+
+/// Prints request rates over one kept-alive unix connection and over four in parallel.
+/// `cargo test -p flt-tests --test http -- --ignored --nocapture throughput`
+#[test]
+#[ignore = "a measurement: prints figures, asserts nothing about speed"]
+fn throughput() {
+    let dir = TempDir::new("throughput");
+    let (listeners, path, _tcp) = unix_and_tcp(&dir);
+    let server = HttpServer::start(&listeners, &ServerConfig::new("bench")).expect("start");
+    let (tx, rx) = crossbeam_channel::unbounded::<ApiRequest>();
+    server.set_handler(Some(tx));
+    // Answers like a small API handler: a JSON body after looking at the request.
+    std::thread::spawn(move || {
+        for request in rx.iter() {
+            let body = format!(r#"{{"path":"{}"}}"#, request.path());
+            request.respond(ApiResponse::json(200, body));
+        }
+    });
+    for connections in [1usize, 4] {
+        let per_connection = 5_000;
+        let start = std::time::Instant::now();
+        let threads: Vec<_> = (0..connections)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut conn = Conn::unix(&path);
+                    let mut latencies = Vec::with_capacity(per_connection);
+                    for _ in 0..per_connection {
+                        let t = std::time::Instant::now();
+                        assert_eq!(conn.request("GET", "/flt/v1/units", b"").status, 200);
+                        latencies.push(t.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies: Vec<Duration> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("client"))
+            .collect();
+        let elapsed = start.elapsed();
+        latencies.sort();
+        let total = latencies.len();
+        println!(
+            "{connections} connection(s): {total} requests in {:.2} s = {:.0} req/s, \
+             latency p50 {:?} p99 {:?}",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64(),
+            latencies[total / 2],
+            latencies[total * 99 / 100],
+        );
+    }
+}
