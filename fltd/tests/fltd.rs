@@ -316,3 +316,44 @@ fn serves_on_a_socket_passed_by_systemd_and_leaves_it_in_place() {
     // systemd owns the socket file: it outlives fltd.
     assert!(socket.exists());
 }
+
+#[test]
+fn tells_systemd_ready_watchdog_reloading_and_stopping() {
+    use nix::sys::signal::Signal::SIGHUP;
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("notify");
+    let notify = dir.path("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).expect("bind notify socket");
+    systemd.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        text(&buf[..n])
+    };
+    let mut cmd = fltd();
+    cmd.env(
+        "FLT_LISTEN",
+        format!("unix://{}", dir.path("api.sock").display()),
+    )
+    .env("NOTIFY_SOCKET", &notify)
+    // A ping every 50 ms.
+    .env("WATCHDOG_USEC", "100000");
+    let daemon = Daemon::start(cmd, &dir);
+    assert_eq!(next(), "READY=1\nSTATUS=running");
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    daemon.signal(SIGHUP);
+    let mut after_hup = Vec::new();
+    while !after_hup.contains(&"READY=1\nSTATUS=running".to_string()) {
+        after_hup.push(next());
+    }
+    after_hup.retain(|m| m != "WATCHDOG=1");
+    assert_eq!(after_hup, ["RELOADING=1", "READY=1\nSTATUS=running"]);
+    let (code, _) = daemon.terminate();
+    assert_eq!(code, Some(0));
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1");
+}
