@@ -82,6 +82,7 @@ fn run(config_file: Option<&Path>) {
         },
     }
 
+    raise_open_files_limit();
     let (listeners, activated) =
         Listeners::open(&loaded.settings.listen).unwrap_or_else(|e| fatal!("{e}"));
     let (_signal_listener, signals) =
@@ -174,4 +175,20 @@ fn start_generation(loaded: &Loaded) -> Result<Generation, flt_driver::etcd::Con
         api_tx,
         api_rx,
     })
+}
+
+/// Raises the soft limit of open files to the hard one (systemd's default soft limit is 1024):
+/// each API connection takes two descriptors, and tiny_http gives up a listener for good when it
+/// runs out of them.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read the open files limit: {e}"),
+    }
 }

@@ -126,6 +126,7 @@ impl Daemon {
         let stderr = dir.path("stderr");
         let file = std::fs::File::create(&stderr).expect("stderr file");
         let child = cmd
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(file)
             .spawn()

@@ -10,8 +10,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -81,16 +81,22 @@ impl std::error::Error for ListenError {}
 /// its accept loop with a connection to itself and unlinks a unix socket's path, so it cannot be
 /// stopped and restarted on the same socket. [`super::HttpServer`]s come and go on top of it;
 /// connections accepted in between wait in its queue.
+#[derive(Debug)]
 pub struct Listener {
-    socket: Socket,
-    server: Option<Arc<tiny_http::Server>>,
-    /// Passed by systemd: its unix socket path must survive fltd.
-    passed: bool,
+    served: Arc<Served>,
 }
 
-impl fmt::Debug for Listener {
+/// A socket and its current tiny_http server, shared with the server's accept threads.
+pub(crate) struct Served {
+    socket: Socket,
+    /// Passed by systemd: its unix socket path must survive fltd.
+    passed: bool,
+    server: Mutex<Option<Arc<tiny_http::Server>>>,
+}
+
+impl fmt::Debug for Served {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
+        f.debug_struct("Served")
             .field("socket", &self.socket)
             .field("passed", &self.passed)
             .finish()
@@ -106,6 +112,35 @@ enum Socket {
 impl Listener {
     /// `tcp://<addr>` or `unix://<path>`: where clients connect.
     pub fn describe(&self) -> String {
+        self.served.describe()
+    }
+
+    /// The TCP address, for a TCP listener (tests bind port 0 and ask).
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.served.socket {
+            Socket::Tcp(l) => l.local_addr().ok(),
+            Socket::Unix(_) => None,
+        }
+    }
+
+    pub(crate) fn served(&self) -> Arc<Served> {
+        Arc::clone(&self.served)
+    }
+
+    fn new(socket: Socket, passed: bool) -> io::Result<Listener> {
+        let server = Served::start_server(&socket)?;
+        Ok(Listener {
+            served: Arc::new(Served {
+                socket,
+                passed,
+                server: Mutex::new(Some(server)),
+            }),
+        })
+    }
+}
+
+impl Served {
+    pub(crate) fn describe(&self) -> String {
         match &self.socket {
             Socket::Tcp(l) => match l.local_addr() {
                 Ok(addr) => format!("tcp://{addr}"),
@@ -121,39 +156,55 @@ impl Listener {
         }
     }
 
-    /// The TCP address, for a TCP listener (tests bind port 0 and ask).
-    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
-        match &self.socket {
-            Socket::Tcp(l) => l.local_addr().ok(),
-            Socket::Unix(_) => None,
+    /// The tiny_http server accepting on this socket now.
+    pub(crate) fn server(&self) -> Option<Arc<tiny_http::Server>> {
+        self.server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces `dead`, a server whose accept loop ended (tiny_http ends it on any accept
+    /// error, even a transient one), with a new server on the same socket. Returns the current
+    /// server: the new one, or one that already replaced `dead`.
+    pub(crate) fn revive(
+        &self,
+        dead: &Arc<tiny_http::Server>,
+    ) -> io::Result<Arc<tiny_http::Server>> {
+        let mut current = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(server) = current.as_ref()
+            && !Arc::ptr_eq(server, dead)
+        {
+            return Ok(Arc::clone(server));
         }
+        let fresh = Served::start_server(&self.socket)?;
+        // Never dropped: its Drop would unlink a unix socket's path. It holds no socket of its
+        // own any more, only its queue (drained by the caller until its connections end).
+        std::mem::forget(current.replace(Arc::clone(&fresh)));
+        Ok(fresh)
     }
 
-    /// The tiny_http server accepting on this socket.
-    pub(crate) fn server(&self) -> Option<&Arc<tiny_http::Server>> {
-        self.server.as_ref()
-    }
-
-    fn new(socket: Socket, passed: bool) -> io::Result<Listener> {
-        let clone: tiny_http::Listener = match &socket {
+    fn start_server(socket: &Socket) -> io::Result<Arc<tiny_http::Server>> {
+        let clone: tiny_http::Listener = match socket {
             Socket::Tcp(l) => l.try_clone()?.into(),
             Socket::Unix(l) => l.try_clone()?.into(),
         };
         let server = tiny_http::Server::from_listener(clone, None).map_err(io::Error::other)?;
-        Ok(Listener {
-            socket,
-            server: Some(Arc::new(server)),
-            passed,
-        })
+        Ok(Arc::new(server))
     }
 }
 
-impl Drop for Listener {
+impl Drop for Served {
     fn drop(&mut self) {
         if self.passed && matches!(self.socket, Socket::Unix(_)) {
             // Dropping tiny_http's server would unlink systemd's socket path; the process is
             // ending (listeners live as long as fltd), so leaving its accept thread costs nothing.
-            std::mem::forget(self.server.take());
+            let server = self
+                .server
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            std::mem::forget(server);
         }
     }
 }
@@ -387,7 +438,7 @@ mod tests {
         assert_eq!(listener.tcp_addr(), Some(addr));
         assert_eq!(listener.describe(), format!("tcp://{addr}"));
         // The adopted descriptor is close-on-exec even though systemd passes it without.
-        let Socket::Tcp(l) = &listener.socket else {
+        let Socket::Tcp(l) = &listener.served.socket else {
             panic!("not TCP")
         };
         let flags = fcntl(l.as_fd(), FcntlArg::F_GETFD).expect("flags");

@@ -1,7 +1,7 @@
 //! [`HttpServer`]: tiny_http on fltd's listeners, a small worker pool that reads bodies under a
 //! limit, and a switch between "unavailable" (503 for every path) and a request channel.
 
-use super::listen::Listeners;
+use super::listen::{Listeners, Served};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -245,14 +245,12 @@ impl HttpServer {
         }
         for listener in listeners.iter() {
             let name = listener.describe();
-            let Some(tiny) = listener.server().cloned() else {
-                continue;
-            };
+            let served = listener.served();
             let queue = queue.clone();
             let shared = Arc::clone(&shared);
             let acceptor = std::thread::Builder::new()
                 .name(format!("api-accept {name}"))
-                .spawn(move || accept(&tiny, &queue, &shared, &name))?;
+                .spawn(move || accept(&served, &queue, &shared))?;
             server.acceptors.push(acceptor);
         }
         Ok(server)
@@ -301,24 +299,57 @@ impl Drop for HttpServer {
 /// marker in the listener's queue for the next server to trip over).
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-fn accept(
-    server: &tiny_http::Server,
-    queue: &Sender<tiny_http::Request>,
-    shared: &Shared,
-    name: &str,
-) {
+/// Failed servers still read for requests of their open connections (a failing listener
+/// is replaced at most once a second; older ones are forgotten).
+const MAX_RETIRED: usize = 8;
+
+/// Polls between tries to replace a listener's failed accept loop (e.g. out of descriptors).
+const REVIVE_POLLS: u32 = 10;
+
+fn accept(served: &Served, queue: &Sender<tiny_http::Request>, shared: &Shared) {
+    let Some(mut server) = served.server() else {
+        return;
+    };
+    let name = served.describe();
+    // Servers whose accept loop failed: their open connections may still send requests.
+    let mut retired: Vec<Arc<tiny_http::Server>> = Vec::new();
+    // While `server`'s accept loop is dead: polls left before the next try to replace it.
+    let mut revive_in: Option<u32> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
-        match server.recv_timeout(STOP_POLL) {
-            Ok(Some(request)) => {
-                if queue.send(request).is_err() {
-                    return;
-                }
+        let mut taken = Vec::new();
+        for old in &retired {
+            while let Ok(Some(request)) = old.try_recv() {
+                taken.push(request);
             }
+        }
+        match server.recv_timeout(STOP_POLL) {
+            Ok(Some(request)) => taken.push(request),
             Ok(None) => {}
             Err(e) => {
-                // tiny_http's accept loop has ended (e.g. out of descriptors): this listener
-                // serves nothing more. Said loudly, since the API is now partly gone.
-                log::error!("Failed serving HTTP on listener {name}: {e}");
+                log::error!("API listener {name}: accepting connections failed: {e}");
+                revive_in = Some(REVIVE_POLLS);
+            }
+        }
+        match revive_in {
+            Some(0) => match served.revive(&server) {
+                Ok(fresh) => {
+                    log::info!("API listener {name}: accepting connections again");
+                    retired.push(std::mem::replace(&mut server, fresh));
+                    if retired.len() > MAX_RETIRED {
+                        retired.remove(0);
+                    }
+                    revive_in = None;
+                }
+                Err(e) => {
+                    log::error!("API listener {name}: cannot accept connections yet: {e}");
+                    revive_in = Some(REVIVE_POLLS);
+                }
+            },
+            Some(n) => revive_in = Some(n - 1),
+            None => {}
+        }
+        for request in taken {
+            if queue.send(request).is_err() {
                 return;
             }
         }
