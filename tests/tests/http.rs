@@ -528,3 +528,38 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+fn a_tcp_client_that_stalls_mid_body_does_not_hold_a_worker() {
+    let dir = TempDir::new("stall");
+    let (listeners, _path, tcp) = unix_and_tcp(&dir);
+    for listener in listeners.iter() {
+        listener
+            .set_tcp_io_timeout(Duration::from_millis(300))
+            .expect("timeout");
+    }
+    // One worker: if the stalled body held it, nothing else would be answered.
+    let config = ServerConfig {
+        workers: 1,
+        ..small_config(1 << 20)
+    };
+    let server = HttpServer::start(&listeners, &config).expect("start");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    server.set_handler(Some(tx));
+    let _echoer = echo(rx, "A");
+
+    let mut stalled = Conn::tcp(tcp);
+    stalled.send_raw(
+        b"PUT /flt/v1/units/a.service HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+    );
+    stalled.send_raw(&[b'x'; 100]);
+    let reply = stalled.read_reply();
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("cannot read the request body"),
+        "{}",
+        reply.body
+    );
+    let reply = Conn::tcp(tcp).request("GET", "/flt/v1/units", b"");
+    assert_eq!(reply.status, 200);
+}

@@ -2,7 +2,10 @@
 //! `listen` option. They are opened once and live as long as fltd, so a SIGHUP rebuild keeps them.
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-use nix::sys::socket::{AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
+use nix::sys::socket::{
+    AddressFamily, SockType, SockaddrLike, SockaddrStorage, setsockopt, sockopt,
+};
+use nix::sys::time::{TimeVal, TimeValLike};
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
@@ -12,9 +15,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: RawFd = 3;
+
+/// How long a TCP API connection may stall (see [`Listener::set_tcp_io_timeout`]).
+pub const TCP_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Mode of a unix socket fltd creates itself: owner and group may use the API.
 pub const UNIX_SOCKET_MODE: u32 = 0o660;
@@ -121,6 +128,20 @@ impl Listener {
             Socket::Tcp(l) => l.local_addr().ok(),
             Socket::Unix(_) => None,
         }
+    }
+
+    /// Makes reads and writes on TCP connections accepted from now on fail after `timeout`
+    /// without progress, so a client that stops mid-request cannot hold a worker (or an idle
+    /// keep-alive connection a thread) forever. Linux copies a TCP listener's timeouts into each
+    /// accepted socket; unix sockets do not inherit them, so for them this does nothing (their
+    /// clients are local and in the socket's group).
+    pub fn set_tcp_io_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let Socket::Tcp(listener) = &self.served.socket else {
+            return Ok(());
+        };
+        let tv = TimeVal::microseconds(i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX));
+        setsockopt(listener, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)?;
+        setsockopt(listener, sockopt::SendTimeout, &tv).map_err(io::Error::from)
     }
 
     pub(crate) fn served(&self) -> Arc<Served> {
@@ -245,7 +266,9 @@ impl Listeners {
             .into_iter()
             .map(listener_from_fd)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Listeners { listeners }))
+        let listeners = Listeners { listeners };
+        listeners.set_default_timeouts()?;
+        Ok(Some(listeners))
     }
 
     /// Binds every address. A `unix://` path holding a stale socket (nobody accepting) is
@@ -264,7 +287,21 @@ impl Listeners {
                     }),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Listeners { listeners })
+        let listeners = Listeners { listeners };
+        listeners.set_default_timeouts()?;
+        Ok(listeners)
+    }
+
+    fn set_default_timeouts(&self) -> Result<(), ListenError> {
+        for listener in &self.listeners {
+            listener
+                .set_tcp_io_timeout(TCP_IO_TIMEOUT)
+                .map_err(|error| ListenError::Bind {
+                    addr: listener.describe(),
+                    error,
+                })?;
+        }
+        Ok(())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Listener> {

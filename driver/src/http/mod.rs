@@ -29,7 +29,7 @@ mod listen;
 mod server;
 
 pub use listen::{
-    LISTEN_FDS_START, ListenAddr, ListenError, Listener, Listeners, UNIX_SOCKET_MODE,
-    passed_fd_count,
+    LISTEN_FDS_START, ListenAddr, ListenError, Listener, Listeners, TCP_IO_TIMEOUT,
+    UNIX_SOCKET_MODE, passed_fd_count,
 };
 pub use server::{ApiRequest, ApiResponse, BODY_LIMIT, ETCD_UNAVAILABLE, HttpServer, ServerConfig};
