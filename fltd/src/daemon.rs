@@ -85,7 +85,7 @@ pub enum Ended {
 
 /// One generation's moving parts (see the module docs).
 pub struct Generation {
-    pub node: Box<dyn CoreNode>,
+    pub node: Box<dyn CoreNode + Send>,
     pub registry: RegistryDriver,
     pub responses: Receiver<Response>,
     pub api_tx: Sender<ApiRequest>,
@@ -165,5 +165,119 @@ fn sync_api(generation: &Generation, api: &HttpServer) {
         } else {
             log::info!("API unavailable until this machine is registered in etcd");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flt_driver::etcd::EtcdClient;
+    use flt_driver::http::{ApiResponse, Listeners, ServerConfig};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+
+    /// A stand-in for the core: unregistered until its first deadline, then it answers every
+    /// API request with 200 and the number of timeouts it has seen.
+    struct Scripted {
+        registered: bool,
+        deadline: Option<Instant>,
+        timeouts: usize,
+    }
+
+    impl CoreNode for Scripted {
+        fn is_registered(&self) -> bool {
+            self.registered
+        }
+        fn handle_registry(&mut self, _response: Response, _now: Instant) {}
+        fn handle_api(&mut self, request: ApiRequest, _now: Instant) {
+            let body = format!("{} timeouts; {}", self.timeouts, request.path());
+            request.respond(ApiResponse::json(200, body));
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            if self.deadline.is_some_and(|d| d <= now) {
+                self.timeouts += 1;
+                self.deadline = None;
+                self.registered = true;
+            }
+        }
+        fn poll_registry(&mut self) -> Option<(OpId, Request)> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn dump_state(&self) -> serde_json::Value {
+            serde_json::json!({"timeouts": self.timeouts})
+        }
+    }
+
+    fn get(path: &Path, target: &str) -> String {
+        let mut s = UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).expect("send");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        reply
+    }
+
+    #[test]
+    fn the_loop_fires_the_deadline_serves_the_api_once_registered_and_stops_on_sigterm() {
+        let dir = std::env::temp_dir().join(format!("fltd-daemon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let socket = dir.join("api.sock");
+        let listeners =
+            Listeners::bind(&[flt_driver::http::ListenAddr::Unix(socket.clone())]).expect("bind");
+        let api = HttpServer::start(&listeners, &ServerConfig::new("t")).expect("serve");
+        let (signal_tx, signals) = crossbeam_channel::unbounded();
+        let clock = Clock::start();
+        let client = EtcdClient::new(flt_driver::etcd::EtcdConfig::with_endpoints([
+            "http://127.0.0.1:9",
+        ]))
+        .expect("client");
+        let (responses_tx, responses) = crossbeam_channel::unbounded();
+        let (api_tx, api_rx) = crossbeam_channel::unbounded();
+        let mut generation = Generation {
+            node: Box::new(Scripted {
+                registered: false,
+                deadline: Some(clock.now() + Duration::from_millis(300)),
+                timeouts: 0,
+            }),
+            registry: RegistryDriver::start(client, responses_tx, 1),
+            responses,
+            api_tx,
+            api_rx,
+        };
+        let host = Host {
+            clock,
+            api: &api,
+            signals: &signals,
+            notifier: None,
+            watchdog: None,
+        };
+        std::thread::scope(|scope| {
+            let looping = scope.spawn(|| run(&mut generation, &host));
+            // Before the deadline: not registered, so 503.
+            assert!(get(&socket, "/a").starts_with("HTTP/1.1 503"));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let served = loop {
+                let reply = get(&socket, "/b");
+                if reply.starts_with("HTTP/1.1 200") {
+                    break reply;
+                }
+                assert!(std::time::Instant::now() < deadline, "never registered");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(served.ends_with("1 timeouts; /b"), "{served}");
+            signal_tx.send(Signal::Terminate).expect("signal");
+            let ended = looping.join().expect("run loop");
+            assert_eq!(ended, Ended::Stop(Signal::Terminate));
+        });
+        // The generation is over: the API is back to 503.
+        assert!(get(&socket, "/c").starts_with("HTTP/1.1 503"));
+        drop(listeners);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
