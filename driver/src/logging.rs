@@ -226,6 +226,57 @@ mod tests {
     }
 
     #[test]
+    fn records_go_to_the_journal_with_their_level_and_debug_only_when_verbose() {
+        let dir = std::env::temp_dir().join(format!("flt-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("socket");
+        let _ = std::fs::remove_file(&path);
+        let journald = UnixDatagram::bind(&path).expect("bind");
+        journald.set_nonblocking(true).expect("nonblocking");
+        let client = UnixDatagram::unbound().expect("socket");
+        client.connect(&path).expect("connect");
+        let logger = Logger {
+            journal: Some(client),
+            debug: AtomicBool::new(false),
+        };
+        let record = |level, target: &'static str, text: &'static str| {
+            logger.log(
+                &Record::builder()
+                    .level(level)
+                    .target(target)
+                    .file(Some("driver/src/x.rs"))
+                    .line(Some(9))
+                    .args(format_args!("{text}"))
+                    .build(),
+            );
+        };
+        let received = || {
+            let mut buf = [0u8; 1024];
+            journald
+                .recv(&mut buf)
+                .ok()
+                .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        record(Level::Warn, "flt_driver::x", "careful");
+        assert_eq!(
+            received().as_deref(),
+            Some(
+                "MESSAGE=careful\nPRIORITY=4\nSYSLOG_IDENTIFIER=fltd\nCODE_FILE=driver/src/x.rs\n\
+                 CODE_LINE=9\n"
+            )
+        );
+        record(Level::Debug, "flt_driver::x", "quiet");
+        record(Level::Info, "tiny_http", "not ours");
+        assert_eq!(received(), None);
+        logger.debug.store(true, Ordering::Relaxed);
+        record(Level::Debug, "fltd", "loud");
+        assert!(received().is_some_and(|m| m.starts_with("MESSAGE=loud\nPRIORITY=7\n")));
+        record(Level::Error, "tiny_http", "theirs, but an error");
+        assert!(received().is_some_and(|m| m.contains("PRIORITY=3\n")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn journal_stream_is_compared_as_numbers() {
         assert!(journal_stream_matches("8:12345", 8, 12345));
         assert!(!journal_stream_matches("8:12345", 8, 12346));
