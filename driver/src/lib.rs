@@ -3,4 +3,9 @@
 //! No async runtime: one thread per long-lived stream, `crossbeam-channel` between them.
 
 pub mod etcd;
+pub mod host;
+pub mod http;
+pub mod logging;
+pub mod notify;
+pub mod signals;
 pub mod systemd;
