@@ -3,21 +3,25 @@
 //! The front end passes the method and the percent-encoded request path (without the query);
 //! [`route`] decodes it as Go's server did, applies `ServeMux`'s path cleaning (a non-canonical
 //! path is redirected), and returns the [`Route`] or the error response fleet gave. Routes exist
-//! under [`PREFIX`] and the legacy alias [`ALIAS_PREFIX`].
+//! under [`PREFIX`], fleet's [`FLEET_PREFIX`] and the legacy alias [`ALIAS_PREFIX`].
 
 use super::entities::ErrorEntity;
 use std::fmt;
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/flt/v1";
+/// fleet's prefix, served too so that existing fleet clients keep working.
+pub const FLEET_PREFIX: &str = "/fleet/v1";
 /// The legacy prefix fleet also served (`/v1-alpha`).
 pub const ALIAS_PREFIX: &str = "/v1-alpha";
+/// Every prefix the same routes are served under.
+pub const PREFIXES: [&str; 3] = [PREFIX, FLEET_PREFIX, ALIAS_PREFIX];
 
 /// 404 of `GET`/`DELETE /units/<name>` for an unknown unit.
 pub const UNIT_NOT_FOUND: &str = "unit does not exist";
 /// 404 of `GET /state/<name>` without any state (fleet crashed here; spec §12 item 4).
 pub const UNIT_STATE_NOT_FOUND: &str = "unit state does not exist";
-/// 503 body of every path while fltd cannot reach etcd (not an error entity).
+/// 503 message (in an error entity) of every path while fltd cannot reach etcd.
 pub const ETCD_UNAVAILABLE: &str = "flt server unable to communicate with etcd";
 
 /// A request fltd serves.
@@ -122,10 +126,7 @@ pub fn route(method: &str, raw_path: &str) -> Result<Route, RouteError> {
     if path == "/metrics" {
         return Ok(Route::Metrics);
     }
-    let Some(rest) = [PREFIX, ALIAS_PREFIX]
-        .iter()
-        .find_map(|prefix| path.strip_prefix(prefix))
-    else {
+    let Some(rest) = PREFIXES.iter().find_map(|prefix| path.strip_prefix(prefix)) else {
         return Err(not_found());
     };
     if rest.is_empty() {
@@ -245,7 +246,7 @@ mod tests {
 
     #[test]
     fn resources_under_both_prefixes() {
-        for prefix in [PREFIX, ALIAS_PREFIX] {
+        for prefix in PREFIXES {
             let p = |s: &str| format!("{prefix}{s}");
             assert_eq!(route("GET", &p("/discovery")), Ok(Route::Discovery));
             assert_eq!(route("GET", &p("/units")), Ok(Route::ListUnits));
@@ -325,6 +326,7 @@ mod tests {
     fn root_prefix_and_unknown_paths() {
         assert_eq!(err("GET", "/"), (405, String::new()));
         assert_eq!(err("GET", "/flt/v1"), (405, String::new()));
+        assert_eq!(err("GET", "/fleet/v1"), (405, String::new()));
         assert_eq!(err("GET", "/v1-alpha"), (405, String::new()));
         for path in [
             "/flt/v1/",
@@ -336,7 +338,8 @@ mod tests {
             "/flt/v1/discovery/x",
             "/flt/v1/bogus",
             "/flt/v1units",
-            "/fleet/v1/units",
+            "/fleet/v1/bogus",
+            "/flt/v2/units",
             "/metrics/",
             "/units/a/b",
         ] {
