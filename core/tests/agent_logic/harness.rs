@@ -214,6 +214,8 @@ impl Etcd {
                 message: "Not a file".into(),
             });
         }
+        // etcd v2 reports a directory's removal with `dir: true`.
+        let dir = k.value.is_none();
         let doomed: Vec<String> = self
             .keys
             .keys()
@@ -228,6 +230,7 @@ impl Etcd {
             action,
             Node {
                 key: key.to_string(),
+                dir,
                 modified_index: self.index,
                 ..Node::default()
             },

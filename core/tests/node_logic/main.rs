@@ -9,3 +9,4 @@ mod harness;
 mod front;
 mod front_bench;
 mod front_support;
+mod node;
