@@ -211,6 +211,9 @@ pub struct ApiFront {
     /// for them that is not newer is stale (the view already has the write). Forgotten once the
     /// followers have passed that index.
     own_writes: BTreeMap<String, u64>,
+    /// The names `GET /units` lists, in order; rebuilt on the first list after a change of the
+    /// view, so that paging through N units costs O(N) once, not once per page.
+    unit_names: Option<Vec<String>>,
     commands: VecDeque<ApiCommand>,
     responses: VecDeque<(ApiRequestId, ApiResponse)>,
     stopped: bool,
@@ -250,6 +253,7 @@ impl ApiFront {
             followed,
             writes: BTreeMap::new(),
             own_writes: BTreeMap::new(),
+            unit_names: None,
             commands: VecDeque::new(),
             responses: VecDeque::new(),
             stopped: false,
@@ -407,6 +411,9 @@ impl ApiFront {
                 self.commands.push_back(ApiCommand { id, request });
             }
             while let Some(event) = f.follower.poll_event() {
+                if matches!(f.source, Source::Cluster(Dir::Jobs | Dir::Units)) {
+                    self.unit_names = None;
+                }
                 match (f.source, event) {
                     (Source::Cluster(dir), FollowEvent::Snapshot { node, index }) => {
                         self.view.apply_read(dir, Some(&node), index);
@@ -474,6 +481,7 @@ impl ApiFront {
         };
         self.own_writes
             .insert(event.node.key.clone(), event.node.modified_index);
+        self.unit_names = None;
         if matches!(
             self.config.keyspace.classify(&event.node.key),
             Some(KeyKind::UnitState { .. } | KeyKind::MachineStates { .. })
@@ -613,7 +621,19 @@ impl ApiFront {
                 discovery_document().into_bytes(),
             )),
             Route::Metrics => Some(self.metrics()),
-            Route::ListUnits => Some(self.list_units(query)),
+            Route::ListUnits => {
+                if self.unit_names.is_none() {
+                    let names = self
+                        .view
+                        .jobs()
+                        .iter()
+                        .filter(|(_, job)| self.unit_file_of(job).is_some())
+                        .map(|(name, _)| name.clone())
+                        .collect();
+                    self.unit_names = Some(names);
+                }
+                Some(self.list_units(query))
+            }
             Route::GetUnit(name) => Some(self.get_unit(&name)),
             Route::ListStates => Some(self.list_states(query)),
             Route::GetState(name) => Some(self.get_state(&name)),
@@ -668,20 +688,17 @@ impl ApiFront {
     }
 
     fn list_units(&self, query: &str) -> ApiResponse {
-        let listable = |(_, job): &(&String, &JobEntry)| self.unit_file_of(job).is_some();
-        let total = self.view.jobs().iter().filter(listable).count();
-        let (range, next_page_token) = match self.page(query, total) {
+        let names = self.unit_names.as_deref().unwrap_or_default();
+        let (range, next_page_token) = match self.page(query, names.len()) {
             Ok(page) => page,
             Err(answer) => return answer,
         };
-        let units = self
-            .view
-            .jobs()
+        let units = names[range]
             .iter()
-            .filter(listable)
-            .skip(range.start)
-            .take(range.len())
-            .filter_map(|(name, job)| self.unit_entity(name, job, true))
+            .filter_map(|name| {
+                let job = self.view.jobs().get(name)?;
+                self.unit_entity(name, job, true)
+            })
             .collect();
         self.json(&UnitPage {
             units,

@@ -626,3 +626,41 @@ fn current_state_derives_from_target_and_the_targets_published_state() {
     assert_eq!(list["units"][1]["name"], "g.service");
     assert_eq!(list["units"][1]["currentState"], "inactive");
 }
+
+#[test]
+fn the_view_recovers_after_the_registry_was_unreachable() {
+    let mut f = Front::ready();
+    f.etcd.set_down(true);
+    f.pump();
+    f.etcd.set_down(false);
+    // Written while the front end's watches were down.
+    f.store_unit("late.service", &unit_file("/bin/late"), TargetState::Loaded);
+    assert_eq!(f.get_json(UNITS), json!({}), "not seen yet");
+    f.advance(Duration::from_secs(2));
+    assert_eq!(names(&f.get_json(UNITS), "units"), ["late.service"]);
+    // Served from the view all along: reads after recovery send nothing to the registry.
+    let before = f.etcd.log.len();
+    f.get_json(UNITS);
+    f.get_json("/flt/v1/units/late.service");
+    assert_eq!(f.etcd.log.len(), before);
+}
+
+#[test]
+fn jobs_without_a_readable_unit_file_or_target_state_are_not_units() {
+    let mut f = Front::ready();
+    let ks = f.ks.clone();
+    f.store_unit("ok.service", &unit_file("/bin/ok"), TargetState::Loaded);
+    // An object whose unit file was never stored, and a job with only a target state.
+    let object = json!({"Name": "orphan.service", "UnitHash": vec![7; 20]}).to_string();
+    f.etcd.set(f.now, &ks.job_object("orphan.service"), &object);
+    f.etcd
+        .set(f.now, &ks.job_target_state("orphan.service"), "loaded");
+    f.etcd
+        .set(f.now, &ks.job_target_state("bare.service"), "launched");
+    f.pump();
+    assert_eq!(names(&f.get_json(UNITS), "units"), ["ok.service"]);
+    for name in ["orphan.service", "bare.service"] {
+        let answer = f.request("GET", &format!("{UNITS}/{name}"), "");
+        assert_eq!(error_of(&answer).0, 404, "{name}");
+    }
+}

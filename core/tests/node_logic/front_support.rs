@@ -8,6 +8,7 @@ use flt_core::registry::{Record, Response};
 use flt_core::time::Instant;
 use flt_core::unit::{UnitFile, UnitOption};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub struct Front {
     pub front: ApiFront,
@@ -77,6 +78,13 @@ impl Front {
             }
         }
         panic!("the front end never went idle");
+    }
+
+    /// Moves the clock, firing the front end's timers.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.front.handle_timeout(self.now);
+        self.pump();
     }
 
     /// Sends a request, pumps, and returns the answer if there is one yet.
