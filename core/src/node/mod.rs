@@ -26,6 +26,11 @@
 //! front end's also takes in its own writes at once): a node with an engine therefore holds
 //! three more watches than strictly needed. Sharing one view would mean feeding the engine from
 //! outside, which its state machine does not support today.
+//!
+//! The engine starts once the API front end has read the registry (and so created `P/job`,
+//! `P/unit` and `P/machines` if they were missing): an engine that finds all its directories
+//! missing has no registry index to watch from and would only see changes at its first resync,
+//! about a minute later.
 
 use crate::agent::{self, Agent, AgentConfig, InventoryUnit, SystemdReply, SystemdRequest};
 use crate::api::front::{
@@ -177,6 +182,8 @@ pub struct Node {
     config: NodeConfig,
     agent: Agent,
     engine: Option<Engine>,
+    /// The engine is to be started once the API front end is ready.
+    engine_pending: bool,
     api: ApiFront,
     api_ready: bool,
     commands: VecDeque<Command>,
@@ -188,11 +195,11 @@ pub struct Node {
 impl Node {
     /// A node; every component starts its first requests at once.
     pub fn new(config: NodeConfig, now: Instant) -> Node {
-        let engine = (!config.disable_engine).then(|| Engine::new(config.engine_config(), now));
         Node {
             agent: Agent::new(config.agent_config(), now),
             api: ApiFront::new(config.api_config(), now),
-            engine,
+            engine: None,
+            engine_pending: !config.disable_engine,
             config,
             api_ready: false,
             commands: VecDeque::new(),
@@ -212,6 +219,7 @@ impl Node {
         &self.agent
     }
 
+    /// The engine, once started (never with `disable_engine`).
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
     }
@@ -240,7 +248,7 @@ impl Node {
                     }
                 } else if OpIdGen::new(API_COMPONENT).owns(id) {
                     self.api.handle_response(response, now);
-                    self.note_api_ready();
+                    self.note_api_ready(now);
                 } else if OpIdGen::new(agent::OP_COMPONENT).owns(id) {
                     self.agent
                         .handle_input(agent::Input::Registry(response), now);
@@ -261,7 +269,7 @@ impl Node {
             engine.handle_timeout(now);
         }
         self.api.handle_timeout(now);
-        self.note_api_ready();
+        self.note_api_ready(now);
     }
 
     /// One HTTP request (see [`ApiFront::handle_request`]).
@@ -278,6 +286,7 @@ impl Node {
             return;
         }
         self.shut_down = true;
+        self.engine_pending = false;
         if let Some(engine) = &mut self.engine {
             engine.shutdown(now);
         }
@@ -350,10 +359,14 @@ impl Node {
         [agent, engine, api].into_iter().flatten().min()
     }
 
-    fn note_api_ready(&mut self) {
+    fn note_api_ready(&mut self, now: Instant) {
         if !self.api_ready && self.api.is_ready() {
             self.api_ready = true;
             self.events.push_back(Event::ApiReady);
+        }
+        if self.api_ready && self.engine_pending {
+            self.engine_pending = false;
+            self.engine = Some(Engine::new(self.config.engine_config(), now));
         }
     }
 }

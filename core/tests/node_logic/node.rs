@@ -4,7 +4,7 @@ use crate::harness::{Etcd, Systemd};
 use flt_core::api::front::{ApiRequest, ApiRequestId, ApiResponse};
 use flt_core::engine::EngineEvent;
 use flt_core::node::{Command, Event, Input, Node, NodeConfig};
-use flt_core::registry::{Keyspace, OpId, Precondition, PutValue, Request};
+use flt_core::registry::Keyspace;
 use flt_core::time::Instant;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -29,38 +29,11 @@ fn config() -> NodeConfig {
     config
 }
 
-/// A registry that has been used before: the top directories exist. (On a registry that is
-/// empty, the engine reads its directories as missing before anything has an index, and only
-/// starts watching them at its first resync: an engine issue, reported.)
-fn used_registry() -> Etcd {
-    let mut etcd = Etcd::default();
-    let ks = Keyspace::default();
-    let dirs = [
-        ks.jobs_dir(),
-        ks.units_dir(),
-        ks.machines_dir(),
-        ks.schedules_dir(),
-        ks.globals_dir(),
-        ks.unit_states_dir(),
-    ];
-    for (i, key) in dirs.into_iter().enumerate() {
-        let request = Request::Put {
-            key,
-            value: PutValue::Directory,
-            ttl: None,
-            precondition: Precondition::Absent,
-        };
-        etcd.handle(Instant::ZERO, OpId(i as u64), request);
-        assert!(etcd.next_response().is_some_and(|r| r.result.is_ok()));
-    }
-    etcd
-}
-
 impl Cluster {
     fn new(config: NodeConfig) -> Cluster {
         let mut cluster = Cluster {
             node: Node::new(config, Instant::ZERO),
-            etcd: used_registry(),
+            etcd: Etcd::default(),
             systemd: Systemd::default(),
             now: Instant::ZERO,
             events: Vec::new(),
@@ -170,6 +143,7 @@ impl Cluster {
 
 #[test]
 fn a_unit_put_through_the_api_is_scheduled_started_and_reported_launched() {
+    // An empty registry: nothing has been created yet.
     let mut c = Cluster::new(config());
     assert!(c.events.contains(&Event::ApiReady));
     c.advance(Duration::from_secs(3));
@@ -248,7 +222,12 @@ fn a_unit_put_through_the_api_is_scheduled_started_and_reported_launched() {
 
 #[test]
 fn registry_answers_reach_the_component_that_asked() {
+    // The engine waits for the API front end's first read (which creates missing directories).
+    let fresh = Node::new(config(), Instant::ZERO);
+    assert!(fresh.engine().is_none());
+    assert!(!fresh.api().is_ready());
     let mut c = Cluster::new(config());
+    assert!(c.node.engine().is_some());
     c.advance(Duration::from_secs(1));
     // Every component got its answers: the agent registered, the engine read the registry,
     // the front end is ready.
