@@ -227,6 +227,11 @@ impl Node {
         &self.api
     }
 
+    /// This machine is registered in the registry (fltd serves the API only then).
+    pub fn is_registered(&self) -> bool {
+        self.agent.is_registered()
+    }
+
     /// True once [`Node::shutdown`] has finished (lease released; after
     /// [`Node::host_shutdown`], presence and unit states deleted too).
     pub fn is_stopped(&self) -> bool {
