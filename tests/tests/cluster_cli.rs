@@ -78,6 +78,17 @@ fn bin_dir() -> &'static Path {
     })
 }
 
+/// Removes the detached cluster `id` when the test ends, also when it fails half-way.
+struct DestroyOnDrop(String);
+
+impl Drop for DestroyOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = flt_tests::testhost::destroy(&self.0) {
+            eprintln!("cleaning up cluster {}: {e}", self.0);
+        }
+    }
+}
+
 struct Run {
     code: Option<i32>,
     stdout: String,
@@ -168,6 +179,7 @@ fn up_status_exec_fltctl_and_down_leave_nothing_behind() {
         return;
     }
     let id = format!("flt-cli-{}", std::process::id());
+    let _cleanup = DestroyOnDrop(id.clone());
     let out = up(&id, 2);
     for line in [
         "h1 up: 10.213.0.11",
@@ -355,6 +367,7 @@ fn down_sweeps_a_cluster_whose_state_files_are_gone() {
         return;
     }
     let id = format!("flt-cli-crash-{}", std::process::id());
+    let _cleanup = DestroyOnDrop(id.clone());
     up(&id, 1);
     let cluster = Cluster::attach(&id).unwrap_or_else(|e| panic!("attach {id}: {e}"));
     let pid = cluster.host(0).pid().expect("h1 runs");
@@ -374,6 +387,7 @@ fn detached_cluster_outlives_its_handle_until_teardown() {
         return;
     }
     let id = format!("flt-detach-{}", std::process::id());
+    let _cleanup = DestroyOnDrop(id.clone());
     let cluster = Cluster::start(ClusterConfig {
         id: Some(id.clone()),
         detached: true,

@@ -142,6 +142,7 @@ fn up(id: &str, args: &[String]) -> Result<ExitCode, String> {
         if !status.success() {
             return Err(format!("./build failed ({status})"));
         }
+        println!("  built in {:.1}s", started.elapsed().as_secs_f64());
     }
     let bin_dir = bin_dir.unwrap_or_else(|| repo.join("bin"));
     let bin_dir = bin_dir
@@ -156,6 +157,7 @@ fn up(id: &str, args: &[String]) -> Result<ExitCode, String> {
         }
     }
 
+    let booting = Instant::now();
     println!("booting cluster {id}: etcd and {hosts} host(s) with systemd ...");
     let config = ClusterConfig {
         id: Some(id.to_string()),
@@ -236,7 +238,8 @@ fn up(id: &str, args: &[String]) -> Result<ExitCode, String> {
         }
     };
     println!(
-        "cluster {id} is up: {hosts} host(s) in {:.1}s",
+        "cluster {id} is up: {hosts} host(s), {:.1}s from boot to ready ({:.1}s in all)",
+        booting.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     let prefix = if id == DEFAULT_ID {
@@ -342,7 +345,7 @@ fn wait_fltd(host: &Host) -> FltdState {
                 ),
             };
         }
-        let settled = state != "active" && elapsed > Duration::from_secs(3);
+        let settled = state != "active" && elapsed > Duration::from_secs(2);
         if settled || elapsed > Duration::from_secs(10) {
             let last = host
                 .exec(&[

@@ -28,8 +28,12 @@
 //!   [`Host::net_down`]/[`Host::net_up`], [`Host::partition_from_etcd`], [`Host::isolate`],
 //!   [`Cluster::partition_pair`], [`Host::heal`], [`Host::freeze`]/[`Host::thaw`],
 //!   [`Cluster::etcd_stop`]/[`Cluster::etcd_kill`]/[`Cluster::etcd_start`].
-//! - A long-lived developer cluster: start with a fixed [`ClusterConfig::id`], tear it down
-//!   from another process with [`destroy`].
+//! - A long-lived developer cluster (what `./cluster up` does): start with a fixed
+//!   [`ClusterConfig::id`] and [`ClusterConfig::detached`] (or call [`Cluster::detach`]); the
+//!   cluster outlives the process. Any process gets a handle again with [`Cluster::attach`]
+//!   and ends it with [`Cluster::teardown`], or with [`destroy`] (which needs no state files).
+//! - Reach a host's port from the test process: [`Cluster::forward`] (a loopback listener,
+//!   connected through the infra namespace).
 //! - Every external command the harness runs is killed after 60 s, so a hung tool becomes an
 //!   error naming it instead of a hung test.
 //!
@@ -53,7 +57,8 @@
 //! the cluster's own namespaces, so concurrent clusters (test threads, test binaries,
 //! developers) never collide. [`Cluster::start`] first sweeps clusters whose owner process
 //! is gone (a crashed run), and a cluster with a fixed id ([`ClusterConfig::id`]) sweeps its
-//! own leftovers.
+//! own leftovers. A detached cluster's owner is its infra process, so it is swept only once
+//! that has died.
 //!
 //! # Safety rules kept by the code
 //! Every process enters the cluster's cgroup before it creates a namespace; every signal is
