@@ -258,7 +258,7 @@ fn up(id: &str, args: &[String]) -> Result<ExitCode, String> {
         );
         println!("  etcd from this machine: {}", addrs.etcd);
     }
-    println!("  ./cluster {prefix}status | exec h2 systemctl status | logs h1 -f | down");
+    println!("  ./cluster {prefix}status | exec h1 systemctl status | logs h1 -f | down");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -630,14 +630,9 @@ fn fltctl(id: &str, args: &[String]) -> Result<ExitCode, String> {
         .map(PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| repo.clone());
-    let inside = Path::new(REPO_IN_HOST).join(
-        cwd.canonicalize()
-            .ok()
-            .and_then(|c| {
-                let repo = repo.canonicalize().ok()?;
-                c.strip_prefix(&repo).ok().map(Path::to_path_buf)
-            })
-            .unwrap_or_default(),
+    let inside = dir_in_host(
+        &cwd.canonicalize().unwrap_or(cwd),
+        &repo.canonicalize().unwrap_or(repo),
     );
     let inside = inside.to_string_lossy().into_owned();
     let endpoint = format!("FLTCTL_ENDPOINT=unix://{API_SOCKET}");
@@ -651,6 +646,12 @@ fn fltctl(id: &str, args: &[String]) -> Result<ExitCode, String> {
     ];
     all.extend(args.iter().map(String::as_str));
     run_in(host, &all)
+}
+
+/// Where `cwd` (on the machine) is inside a host: the same place below the repository bind,
+/// or the repository's root if `cwd` is outside it.
+fn dir_in_host(cwd: &Path, repo: &Path) -> PathBuf {
+    Path::new(REPO_IN_HOST).join(cwd.strip_prefix(repo).unwrap_or(Path::new("")))
 }
 
 fn logs(id: &str, args: &[String]) -> Result<ExitCode, String> {
@@ -672,4 +673,28 @@ fn logs(id: &str, args: &[String]) -> Result<ExitCode, String> {
         .status()
         .map_err(|e| format!("run journalctl -D {}: {e}", dir.display()))?;
     Ok(exit_code(status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_directory_maps_into_the_repository_bind() {
+        let repo = Path::new("/src/flt");
+        assert_eq!(dir_in_host(repo, repo), Path::new("/opt/flt/repo"));
+        assert_eq!(
+            dir_in_host(Path::new("/src/flt/examples"), repo),
+            Path::new("/opt/flt/repo/examples")
+        );
+        assert_eq!(
+            dir_in_host(Path::new("/home/me"), repo),
+            Path::new("/opt/flt/repo")
+        );
+        assert_eq!(
+            dir_in_host(Path::new("/src/flt-other"), repo),
+            Path::new("/opt/flt/repo"),
+            "a sibling with the repository's name as prefix is outside it"
+        );
+    }
 }
