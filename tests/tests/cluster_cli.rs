@@ -430,3 +430,37 @@ fn detached_cluster_outlives_its_handle_until_teardown() {
     assert_gone(&id, &[netns]);
     assert!(matches!(Cluster::attach(&id), Err(Error::NotFound { .. })));
 }
+
+#[test]
+fn an_up_killed_while_booting_is_swept_by_the_next_up() {
+    if !flt_tests::testhost::require_hosts() {
+        return;
+    }
+    let id = format!("flt-cli-killed-{}", std::process::id());
+    let _cleanup = DestroyOnDrop(id.clone());
+    let bins = bin_dir().to_string_lossy().into_owned();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_flt-cluster"))
+        .args(["--id", &id, "up", "2", "--no-build", "--bin-dir", &bins])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn flt-cluster up");
+    let pid_file = Path::new(STATE_ROOT).join(&id).join("hosts/h1/pid");
+    wait_for(
+        "h1 of the first up to start",
+        Duration::from_secs(30),
+        || {
+            if pid_file.exists() {
+                Ok(())
+            } else {
+                Err(format!("no {}", pid_file.display()))
+            }
+        },
+    );
+    first.kill().expect("kill the first up");
+    // Not reaped yet: the killed owner is a zombie, which must count as gone.
+    let out = up(&id, 1);
+    assert!(out.contains("is up: 1 host(s)"), "{out}");
+    first.wait().expect("reap the first up");
+    cli(&id, &["down"]).ok("down");
+    assert_gone(&id, &[]);
+}

@@ -875,12 +875,19 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .is_some_and(|elapsed| elapsed > age)
 }
 
-/// `"<pid> <start time>"`: identifies a process even after its PID is reused.
+/// `"<pid> <start time>"`: identifies a process even after its PID is reused. `None` for a
+/// process that is gone or a zombie (killed, not yet reaped by its parent).
 fn owner_tag(pid: u32) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime), counted after the ")" that ends the command name.
-    let after = stat.rsplit_once(')')?.1;
-    let start = after.split_whitespace().nth(19)?;
+    // Fields 3 (state) and 22 (starttime), counted after the ")" that ends the command name.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if fields
+        .next()
+        .is_none_or(|state| state == "Z" || state == "X")
+    {
+        return None;
+    }
+    let start = fields.nth(18)?;
     Some(format!("{pid} {start}"))
 }
 
@@ -1048,6 +1055,31 @@ mod tests {
         );
         assert!(!owner_alive(""));
         assert!(!owner_alive("garbage"));
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead() {
+        // A killed owner stays a zombie until its parent reaps it: its clusters are stale.
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let tag = owner_tag(child.id()).expect("tag of a live child");
+        assert!(owner_alive(&tag));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the child");
+        let zombie = cgroup::wait_until(Duration::from_secs(5), || {
+            fs::read_to_string(format!("/proc/{}/stat", child.id())).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        });
+        assert!(zombie.is_ok(), "the killed child never showed as a zombie");
+        assert!(!owner_alive(&tag), "a zombie owner counts as alive");
+        child.wait().expect("reap");
     }
 
     #[test]
