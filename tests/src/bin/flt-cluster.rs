@@ -612,8 +612,14 @@ fn exec(id: &str, args: &[String]) -> Result<ExitCode, String> {
     }
     let cluster = attach(id)?;
     let host = find_host(&cluster, host)?;
-    let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    run_in(host, &command)
+    // The caller's terminal type, so that an interactive shell or `systemctl status` looks right.
+    let term = format!(
+        "TERM={}",
+        std::env::var("TERM").unwrap_or_else(|_| "dumb".into())
+    );
+    let mut all = vec!["env", term.as_str()];
+    all.extend(command.iter().map(String::as_str));
+    run_in(host, &all)
 }
 
 /// Runs bin/fltctl inside the first running host, in the directory that mirrors the caller's
