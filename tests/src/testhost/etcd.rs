@@ -3,17 +3,15 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
 
 use super::cgroup::{CgroupTree, wait_until};
+use super::forward::Forward;
 use super::{ClusterShared, Error};
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -23,7 +21,7 @@ const ETCD: &str = "/usr/bin/etcd";
 pub struct Etcd {
     shared: Arc<ClusterShared>,
     process: Mutex<Option<Child>>,
-    forwarder: Mutex<Option<Forwarder>>,
+    forwarder: Mutex<Option<Forward>>,
 }
 
 impl Etcd {
@@ -97,7 +95,7 @@ impl Etcd {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match forwarder.as_ref() {
-            Some(f) => format!("http://{}", f.local_addr),
+            Some(f) => format!("http://{}", f.local_addr()),
             None => "http://127.0.0.1:0".into(),
         }
     }
@@ -110,7 +108,7 @@ impl Etcd {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|f| f.local_addr)
+            .map(Forward::local_addr)
             .ok_or_else(|| Error::Config("etcd forwarder not running".into()))?;
         let what = format!("GET http://{addr}{path}");
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
@@ -183,13 +181,14 @@ impl Etcd {
             .map_err(|e| Error::io("spawn etcd", e))
     }
 
-    fn ensure_forwarder(&self) -> Result<(), Error> {
+    pub(crate) fn ensure_forwarder(&self) -> Result<(), Error> {
         let mut forwarder = self
             .forwarder
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if forwarder.is_none() {
-            *forwarder = Some(Forwarder::start(
+            *forwarder = Some(Forward::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
                 self.shared.infra_pid,
                 SocketAddr::from((self.shared.infra_ip(), 2379)),
             )?);
@@ -198,14 +197,13 @@ impl Etcd {
     }
 
     pub(crate) fn shutdown_forwarder(&self) {
-        if let Some(f) = self
-            .forwarder
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            f.stop();
-        }
+        // Dropping the forward stops it.
+        drop(
+            self.forwarder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// Waits for the nsenter child if it has exited (no zombies left behind).
@@ -223,89 +221,4 @@ impl Etcd {
             }
         }
     }
-}
-
-/// Accepts on a loopback port of the test process's network namespace and connects each
-/// client to etcd from a thread that has entered the infra network namespace. A socket keeps
-/// the namespace it was created in, so the copy threads can run anywhere.
-#[derive(Debug)]
-struct Forwarder {
-    local_addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Forwarder {
-    fn start(infra_pid: u32, target: SocketAddr) -> Result<Self, Error> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| Error::io("bind etcd forwarder on 127.0.0.1", e))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("etcd forwarder address", e))?;
-        let netns_path = format!("/proc/{infra_pid}/ns/net");
-        let netns =
-            fs::File::open(&netns_path).map_err(|e| Error::io(format!("open {netns_path}"), e))?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = Arc::clone(&stopping);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("etcd-forwarder".into())
-            .spawn(move || {
-                let entered = setns(&netns, CloneFlags::CLONE_NEWNET);
-                let ok = entered.is_ok();
-                let _ = ready_tx.send(entered.map_err(|e| e.to_string()));
-                if ok {
-                    accept_loop(&listener, target, &stop);
-                }
-            })
-            .map_err(|e| Error::io("spawn etcd forwarder thread", e))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self {
-                local_addr,
-                stopping,
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => Err(Error::Preflight(format!("setns into {netns_path}: {e}"))),
-            Err(_) => Err(Error::Preflight("etcd forwarder thread died".into())),
-        }
-    }
-
-    fn stop(mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1)); // wakes accept()
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, target: SocketAddr, stopping: &AtomicBool) {
-    for client in listener.incoming() {
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(client) = client else { continue };
-        // While etcd is down this fails and the client sees its connection closed.
-        let Ok(upstream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = upstream.set_nodelay(true);
-        let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
-            continue;
-        };
-        let _ = std::thread::Builder::new()
-            .name("etcd-fwd-up".into())
-            .spawn(move || pipe(client, upstream));
-        let _ = std::thread::Builder::new()
-            .name("etcd-fwd-down".into())
-            .spawn(move || pipe(upstream2, client2));
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
-    let _ = to.shutdown(Shutdown::Write);
-    let _ = from.shutdown(Shutdown::Read);
 }

@@ -57,6 +57,30 @@ impl Host {
         }
     }
 
+    /// A host of a detached cluster found again by [`super::Cluster::attach`]: identity from
+    /// the state dir, PID 1 adopted if it is still inside the host's cgroup.
+    pub(crate) fn restore(shared: Arc<ClusterShared>, index: usize) -> Result<Self, Error> {
+        let mut host = Self::new(shared, index);
+        let dir = host.state_dir();
+        let id_file = dir.join("machine-id");
+        host.machine_id = fs::read_to_string(&id_file)
+            .map_err(|e| Error::io(format!("read {}", id_file.display()), e))?
+            .trim()
+            .to_string();
+        let pid = fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|pid| host.shared.cgroup.contains(*pid));
+        if let Some(pid) = pid {
+            let mut rt = host.runtime();
+            rt.pid = Some(pid);
+            rt.netns = fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok();
+        }
+        Ok(host)
+    }
+
     /// `h1`, `h2`, ...
     pub fn name(&self) -> &str {
         &self.name
@@ -129,31 +153,50 @@ impl Host {
     /// output whatever the exit status. The process is not supervised by the host's systemd
     /// but belongs to the host's cgroup subtree, so freeze and kill include it.
     pub fn exec(&self, args: &[&str]) -> Result<Output, Error> {
+        let all = self.exec_args(args)?;
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        command::output("/bin/sh", &all, None)
+    }
+
+    /// The command [`Host::exec`] runs, unstarted: for callers that want to inherit stdio,
+    /// wait without the 60 s limit or read the exit code (an interactive shell, `-f` logs).
+    pub fn command(&self, args: &[&str]) -> Result<Command, Error> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(self.exec_args(args)?);
+        Ok(cmd)
+    }
+
+    /// `sh -c` that enters the host's exec cgroup, then nsenter into all its namespaces.
+    fn exec_args(&self, args: &[&str]) -> Result<Vec<String>, Error> {
         let pid = self.running_pid()?.to_string();
         let cg = self
             .shared
             .cgroup
             .child(&format!("{}/exec", self.cgroup_name()))?;
-        let cg = cg.to_string_lossy().into_owned();
-        let path = format!("PATH={HOST_PATH}");
-        let mut all = vec![
-            "-c",
-            "echo $$ >\"$0/cgroup.procs\" && exec \"$@\"",
-            cg.as_str(),
+        let mut all: Vec<String> = vec![
+            "-c".into(),
+            "echo $$ >\"$0/cgroup.procs\" && exec \"$@\"".into(),
+            cg.to_string_lossy().into_owned(),
         ];
-        all.extend([
-            "nsenter", "-t", &pid, "-m", "-u", "-i", "-n", "-p", "-C", "--", "env", "-i",
-        ]);
-        all.extend([
-            path.as_str(),
-            "HOME=/root",
-            "LANG=C.UTF-8",
-            "TERM=dumb",
-            "SYSTEMD_PAGER=",
-            "SYSTEMD_COLORS=0",
-        ]);
-        all.extend_from_slice(args);
-        command::output("/bin/sh", &all, None)
+        all.extend(
+            [
+                "nsenter", "-t", &pid, "-m", "-u", "-i", "-n", "-p", "-C", "--", "env", "-i",
+            ]
+            .map(String::from),
+        );
+        all.push(format!("PATH={HOST_PATH}"));
+        all.extend(
+            [
+                "HOME=/root",
+                "LANG=C.UTF-8",
+                "TERM=dumb",
+                "SYSTEMD_PAGER=",
+                "SYSTEMD_COLORS=0",
+            ]
+            .map(String::from),
+        );
+        all.extend(args.iter().map(|a| a.to_string()));
+        Ok(all)
     }
 
     /// Like [`Host::exec`], but a non-zero exit is an error; returns stdout.

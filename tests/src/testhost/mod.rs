@@ -28,8 +28,12 @@
 //!   [`Host::net_down`]/[`Host::net_up`], [`Host::partition_from_etcd`], [`Host::isolate`],
 //!   [`Cluster::partition_pair`], [`Host::heal`], [`Host::freeze`]/[`Host::thaw`],
 //!   [`Cluster::etcd_stop`]/[`Cluster::etcd_kill`]/[`Cluster::etcd_start`].
-//! - A long-lived developer cluster: start with a fixed [`ClusterConfig::id`], tear it down
-//!   from another process with [`destroy`].
+//! - A long-lived developer cluster (what `./cluster up` does): start with a fixed
+//!   [`ClusterConfig::id`] and [`ClusterConfig::detached`] (or call [`Cluster::detach`]); the
+//!   cluster outlives the process. Any process gets a handle again with [`Cluster::attach`]
+//!   and ends it with [`Cluster::teardown`], or with [`destroy`] (which needs no state files).
+//! - Reach a host's port from the test process: [`Cluster::forward`] (a loopback listener,
+//!   connected through the infra namespace).
 //! - Every external command the harness runs is killed after 60 s, so a hung tool becomes an
 //!   error naming it instead of a hung test.
 //!
@@ -53,7 +57,8 @@
 //! the cluster's own namespaces, so concurrent clusters (test threads, test binaries,
 //! developers) never collide. [`Cluster::start`] first sweeps clusters whose owner process
 //! is gone (a crashed run), and a cluster with a fixed id ([`ClusterConfig::id`]) sweeps its
-//! own leftovers.
+//! own leftovers. A detached cluster's owner is its infra process, so it is swept only once
+//! that has died.
 //!
 //! # Safety rules kept by the code
 //! Every process enters the cluster's cgroup before it creates a namespace; every signal is
@@ -71,11 +76,12 @@
 mod cgroup;
 mod command;
 mod etcd;
+mod forward;
 mod host;
 
 use std::fmt;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,10 +89,14 @@ use std::time::{Duration, Instant};
 
 use cgroup::{CLUSTERS_DIR, CgroupTree};
 pub use etcd::Etcd;
+pub use forward::Forward;
 pub use host::Host;
 
 /// Where cluster state dirs live (on disk, so that journals survive a killed host).
 pub const STATE_ROOT: &str = "/var/tmp/flt-th";
+
+/// In a detached cluster's state dir: what [`Cluster::attach`] needs to rebuild the handle.
+const DETACHED_RECORD: &str = "detached.json";
 
 const HOST_INIT: &str = include_str!("../../testhost/host-init.sh");
 const INFRA_INIT: &str = include_str!("../../testhost/infra-init.sh");
@@ -121,6 +131,8 @@ pub enum Error {
     InUse { id: String, owner: String },
     /// The configuration is invalid.
     Config(String),
+    /// No live detached cluster with this id (for [`Cluster::attach`]).
+    NotFound { id: String, detail: String },
 }
 
 impl Error {
@@ -166,6 +178,9 @@ impl fmt::Display for Error {
                 write!(f, "test cluster id {id} is in use by live process {owner}")
             }
             Error::Config(msg) => write!(f, "invalid test cluster config: {msg}"),
+            Error::NotFound { id, detail } => {
+                write!(f, "no running test cluster {id}: {detail}")
+            }
         }
     }
 }
@@ -233,6 +248,9 @@ pub struct ClusterConfig {
     /// Keep the state dir (journals, logs) after teardown. Always kept when the thread that
     /// drops the cluster is panicking, so a failed test leaves its journals behind.
     pub keep_state: bool,
+    /// Detach once booted (see [`Cluster::detach`]): the cluster outlives this process and
+    /// this handle; [`Cluster::attach`] finds it again. Usually with a fixed `id`.
+    pub detached: bool,
 }
 
 impl ClusterConfig {
@@ -245,6 +263,7 @@ impl ClusterConfig {
             boot_timeout: Duration::from_secs(90),
             upper_size: "512m".into(),
             keep_state: false,
+            detached: false,
         }
     }
 
@@ -329,7 +348,8 @@ impl ClusterShared {
     }
 }
 
-/// A running test cluster. Dropping it tears everything down (see [`Cluster::teardown`]).
+/// A running test cluster. Dropping it tears everything down (see [`Cluster::teardown`]),
+/// unless it is detached ([`Cluster::detach`]).
 #[derive(Debug)]
 pub struct Cluster {
     shared: Arc<ClusterShared>,
@@ -339,6 +359,7 @@ pub struct Cluster {
     boot_time: Duration,
     keep_state: bool,
     torn_down: bool,
+    detached: bool,
 }
 
 static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
@@ -364,7 +385,7 @@ impl Cluster {
         fs::create_dir_all(state_dir.join("hosts"))
             .map_err(|e| Error::io(format!("create {}", state_dir.display()), e))?;
         // The owner file comes before the cgroup, so a cgroup without one is always stale.
-        write_file(
+        write_atomic(
             &state_dir.join("owner"),
             &owner_tag(std::process::id()).unwrap_or_default(),
         )?;
@@ -432,6 +453,7 @@ impl Cluster {
             boot_time: Duration::ZERO,
             keep_state: config.keep_state,
             torn_down: false,
+            detached: false,
         };
         cluster.etcd.start()?;
         for host in &cluster.hosts {
@@ -441,12 +463,154 @@ impl Cluster {
             host.wait_booted(started)?;
         }
         cluster.boot_time = started.elapsed();
+        if config.detached {
+            cluster.detach()?;
+        }
         Ok(cluster)
+    }
+
+    /// Lets the cluster outlive this handle and this process: dropping the handle leaves
+    /// everything running. Records what [`Cluster::attach`] needs in the state dir and hands
+    /// ownership to the infra process, so the stale-cluster sweep of later [`Cluster::start`]s
+    /// leaves the cluster alone while its infra lives. [`Cluster::teardown`] or [`destroy`]
+    /// still end it.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        if self.torn_down {
+            return Err(Error::Config(format!(
+                "cluster {} is torn down",
+                self.shared.id
+            )));
+        }
+        let infra = owner_tag(self.shared.infra_pid)
+            .filter(|_| self.shared.cgroup.contains(self.shared.infra_pid))
+            .ok_or_else(|| Error::NotFound {
+                id: self.shared.id.clone(),
+                detail: format!("infra process {} is gone", self.shared.infra_pid),
+            })?;
+        let record = serde_json::json!({
+            "hosts": self.hosts.len(),
+            "subnet": self.shared.subnet,
+            "hosts_file": self.shared.hosts_file,
+            "binds": self.shared.binds,
+            "upper_size": self.shared.upper_size,
+            "boot_timeout_ms": u64::try_from(self.shared.boot_timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        write_atomic(
+            &self.shared.state_dir.join(DETACHED_RECORD),
+            &record.to_string(),
+        )?;
+        write_atomic(&self.shared.state_dir.join("owner"), &infra)?;
+        self.detached = true;
+        Ok(())
+    }
+
+    /// True if dropping this handle leaves the cluster running.
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// A handle on the detached cluster `id`, from any process. The handle is detached too:
+    /// dropping it leaves the cluster running; [`Cluster::teardown`] ends it. Hosts that are
+    /// not running (killed, or their PID 1 died) can be booted again with [`Host::start`].
+    pub fn attach(id: &str) -> Result<Cluster, Error> {
+        ClusterConfig {
+            id: Some(id.to_string()),
+            ..ClusterConfig::new(1)
+        }
+        .validate()?;
+        let not_found = |detail: String| Error::NotFound {
+            id: id.to_string(),
+            detail,
+        };
+        let state_dir = Path::new(STATE_ROOT).join(id);
+        let record_path = state_dir.join(DETACHED_RECORD);
+        let record: serde_json::Value = fs::read_to_string(&record_path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .ok_or_else(|| not_found(format!("no readable {}", record_path.display())))?;
+        let bad = |field: &str| not_found(format!("{}: bad {field:?}", record_path.display()));
+        let text = |field: &str| {
+            record[field]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad(field))
+        };
+        let hosts = record["hosts"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| bad("hosts"))?;
+        let subnet: Vec<u8> = record["subnet"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o.as_u64().and_then(|o| u8::try_from(o).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let subnet: [u8; 3] = subnet.try_into().map_err(|_| bad("subnet"))?;
+        let boot_timeout = Duration::from_millis(
+            record["boot_timeout_ms"]
+                .as_u64()
+                .ok_or_else(|| bad("boot_timeout_ms"))?,
+        );
+        let tree = CgroupTree::new(&cgroup::cgroup2_mount()?, id);
+        let infra_file = state_dir.join("infra.pid");
+        let infra_pid = fs::read_to_string(&infra_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|pid| tree.contains(*pid))
+            .ok_or_else(|| {
+                not_found(format!(
+                    "its infra process ({}) is gone",
+                    infra_file.display()
+                ))
+            })?;
+        let shared = Arc::new(ClusterShared {
+            id: id.to_string(),
+            host_init: state_dir.join("host-init.sh"),
+            state_dir,
+            cgroup: tree,
+            subnet,
+            infra_pid,
+            hosts_file: text("hosts_file")?,
+            binds: text("binds")?,
+            upper_size: text("upper_size")?,
+            boot_timeout,
+        });
+        let hosts = (0..hosts)
+            .map(|i| Host::restore(Arc::clone(&shared), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = Cluster {
+            etcd: Etcd::new(Arc::clone(&shared)),
+            hosts,
+            shared,
+            infra: None,
+            boot_time: Duration::ZERO,
+            keep_state: false,
+            torn_down: false,
+            detached: true,
+        };
+        cluster.etcd.ensure_forwarder()?;
+        Ok(cluster)
+    }
+
+    /// Forwards TCP connections to `listen` (an address of this process's network namespace,
+    /// port 0 for any) to `target` as seen inside the cluster (a host's IP, or etcd's), until
+    /// the returned handle is dropped. A host's IP keeps working across its restarts.
+    pub fn forward(&self, listen: SocketAddr, target: SocketAddr) -> Result<Forward, Error> {
+        Forward::start(listen, self.shared.infra_pid, target)
     }
 
     /// The cluster's id (cgroup and state dir name).
     pub fn id(&self) -> &str {
         &self.shared.id
+    }
+
+    /// The cluster's cgroup (`<cgroup2>/flt-th/<id>`): a process moved into a child cgroup
+    /// of it (create the child first) is killed by [`Cluster::teardown`] and [`destroy`].
+    pub fn cgroup_dir(&self) -> &Path {
+        self.shared.cgroup.dir()
     }
 
     /// The state dir: `hosts/hN/{journal,console.log,supervisor.log,...}`, `etcd.log`, ...
@@ -558,6 +722,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.detached && !self.torn_down {
+            self.etcd.shutdown_forwarder();
+            return;
+        }
         if let Err(e) = self.teardown() {
             eprintln!(
                 "testhost: teardown of cluster {} failed: {e}",
@@ -707,12 +875,19 @@ fn older_than(path: &Path, age: Duration) -> bool {
         .is_some_and(|elapsed| elapsed > age)
 }
 
-/// `"<pid> <start time>"`: identifies a process even after its PID is reused.
+/// `"<pid> <start time>"`: identifies a process even after its PID is reused. `None` for a
+/// process that is gone or a zombie (killed, not yet reaped by its parent).
 fn owner_tag(pid: u32) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime), counted after the ")" that ends the command name.
-    let after = stat.rsplit_once(')')?.1;
-    let start = after.split_whitespace().nth(19)?;
+    // Fields 3 (state) and 22 (starttime), counted after the ")" that ends the command name.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if fields
+        .next()
+        .is_none_or(|state| state == "Z" || state == "X")
+    {
+        return None;
+    }
+    let start = fields.nth(18)?;
     Some(format!("{pid} {start}"))
 }
 
@@ -729,6 +904,14 @@ fn owner_alive(tag: &str) -> bool {
 
 pub(crate) fn write_file(path: &Path, content: &str) -> Result<(), Error> {
     fs::write(path, content).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+/// Write-then-rename: a concurrent reader (the sweep of another process) never sees it empty.
+fn write_atomic(path: &Path, content: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("new");
+    write_file(&tmp, content)?;
+    fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))
 }
 
 fn write_script(path: &Path, content: &str) -> Result<(), Error> {
@@ -872,6 +1055,31 @@ mod tests {
         );
         assert!(!owner_alive(""));
         assert!(!owner_alive("garbage"));
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead() {
+        // A killed owner stays a zombie until its parent reaps it: its clusters are stale.
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let tag = owner_tag(child.id()).expect("tag of a live child");
+        assert!(owner_alive(&tag));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the child");
+        let zombie = cgroup::wait_until(Duration::from_secs(5), || {
+            fs::read_to_string(format!("/proc/{}/stat", child.id())).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        });
+        assert!(zombie.is_ok(), "the killed child never showed as a zombie");
+        assert!(!owner_alive(&tag), "a zombie owner counts as alive");
+        child.wait().expect("reap");
     }
 
     #[test]
