@@ -6,10 +6,11 @@
 //! [`Engine::poll_event`], then sleep until [`Engine::poll_timeout`].
 //!
 //! What it does:
-//! - keeps a [`ClusterView`] of `P/job`, `P/unit`, `P/machines`, `P/schedule` and `P/global` by
-//!   reading each recursively and then watching it from the read's index + 1 (a failed watch
-//!   re-reads its directory; every ~60 s, jittered, all are re-read as a safety net; with
-//!   `use_watches` off, all are re-read every tick instead);
+//! - keeps a [`ClusterView`] of `P/job`, `P/unit`, `P/machines`, `P/schedule` and `P/global`
+//!   with one [`PrefixFollower`] each: read recursively (a missing directory is created first, so
+//!   that even an empty registry gives an index to watch from), then watched from the read's
+//!   index + 1 (re-read on `HistoryLost`; each re-read every ~60 s, jittered, as a safety net);
+//!   with `use_watches` off, nothing is watched and every directory is re-read every tick;
 //! - holds the engine lease (spec §2.1) and writes only while it trusts it;
 //! - reconciles at once when a watch event changes the model (at most one reconcile's writes in
 //!   flight; changes meanwhile trigger one more), and every `reconcile_interval` as a safety net;
@@ -24,10 +25,9 @@ use super::plan::{Task, plan};
 use crate::registry::records::{ScheduleRecord, TargetState};
 use crate::registry::view::{ClusterView, Dir};
 use crate::registry::{
-    Action, Event, Failure, Keyspace, Node, OpId, OpIdGen, Precondition, PutValue, Reply, Request,
-    Response,
+    Action, Event, Failure, FollowConfig, FollowEvent, FollowTimer, Keyspace, Node, OpId, OpIdGen,
+    Precondition, PrefixFollower, PutValue, Reply, Request, Response,
 };
-use crate::rng::SplitMix64;
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub struct EngineConfig {
     /// How long before the lease TTL runs out (counted from when the renewal was sent) this
     /// engine stops trusting it. Covers clock drift between us and etcd. Default 1 interval.
     pub lease_margin: Duration,
-    /// Full re-read of every watched directory, jittered by +0–20 % (default 60 s).
+    /// Safety-net re-read of each watched directory, jittered by +0–25 % (default 60 s).
     pub resync_interval: Duration,
     /// An unanswered request fails after this long (default 5 s).
     pub request_timeout: Duration,
@@ -139,21 +139,10 @@ pub enum EngineTimer {
     LeaseExpiry,
     /// A request is overdue.
     RequestTimeout,
-    /// Re-read a directory after a failure.
+    /// Re-read or re-watch a directory after a failure.
     Retry,
     /// Periodic full re-read.
     Resync,
-}
-
-/// Per-directory read and watch state.
-#[derive(Clone, Debug, Default)]
-struct DirSync {
-    read: Option<OpId>,
-    watch: Option<OpId>,
-    retry_at: Option<Instant>,
-    read_once: bool,
-    /// The directory was missing and no registry index was known yet to watch from.
-    watch_pending: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,8 +201,6 @@ struct Chain {
 
 #[derive(Clone, Debug)]
 enum Pending {
-    Read(Dir),
-    Watch(Dir),
     Lease(LeaseOp),
     Write(Chain),
 }
@@ -223,9 +210,13 @@ enum Pending {
 pub struct Engine {
     config: EngineConfig,
     ids: OpIdGen,
-    rng: SplitMix64,
     view: ClusterView,
-    dirs: BTreeMap<Dir, DirSync>,
+    /// One follower per watched directory; they share `ids`.
+    followers: BTreeMap<Dir, PrefixFollower>,
+    /// Directories whose first snapshot has been applied.
+    synced: BTreeSet<Dir>,
+    /// Followers' requests in flight (and running watches), for routing answers and metrics.
+    follow_ops: BTreeMap<OpId, (Dir, &'static str)>,
     lease: LeaseState,
     lease_op: Option<OpId>,
     version_too_new: bool,
@@ -234,7 +225,6 @@ pub struct Engine {
     commands: VecDeque<Command>,
     events: VecDeque<EngineEvent>,
     next_tick: Instant,
-    next_resync: Instant,
     /// The model changed since the last plan.
     dirty: bool,
     /// When the reconcile asked for by a change is due.
@@ -244,7 +234,6 @@ pub struct Engine {
     next_stage: VecDeque<Chain>,
     writes_in_flight: usize,
     unplaceable: BTreeMap<String, String>,
-    highest_index: u64,
     metrics: EngineMetrics,
     shutting_down: bool,
     stopped: bool,
@@ -264,13 +253,38 @@ fn request_kind(request: &Request) -> &'static str {
 impl Engine {
     /// A new engine; it starts reading the registry and contending for the lease at once.
     pub fn new(config: EngineConfig, now: Instant) -> Engine {
-        let rng = SplitMix64::new(config.seed);
         let view = ClusterView::new(config.keyspace.clone());
+        let mut ids = OpIdGen::new(ENGINE_COMPONENT);
+        let follow = FollowConfig {
+            resync_interval: config.resync_interval,
+            resync_jitter: FollowConfig::default().resync_jitter,
+            request_timeout: config.request_timeout,
+            retry_delay: config.retry_delay,
+        };
+        let followers = Dir::ALL
+            .into_iter()
+            .zip(1u64..)
+            .map(|(dir, n)| {
+                // A seed per directory, so that the five resyncs spread out.
+                let seed = config
+                    .seed
+                    .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let key = dir.key(&config.keyspace);
+                let follower = PrefixFollower::new(&key, follow.clone(), seed, &mut ids, now);
+                let follower = if config.use_watches {
+                    follower
+                } else {
+                    follower.without_watch()
+                };
+                (dir, follower)
+            })
+            .collect();
         let mut engine = Engine {
-            ids: OpIdGen::new(ENGINE_COMPONENT),
-            rng,
+            ids,
             view,
-            dirs: Dir::ALL.iter().map(|d| (*d, DirSync::default())).collect(),
+            followers,
+            synced: BTreeSet::new(),
+            follow_ops: BTreeMap::new(),
             lease: LeaseState::Follower { leader: None },
             lease_op: None,
             version_too_new: false,
@@ -279,24 +293,19 @@ impl Engine {
             commands: VecDeque::new(),
             events: VecDeque::new(),
             next_tick: now,
-            next_resync: now,
             dirty: true,
             reconcile_at: None,
             queued: VecDeque::new(),
             next_stage: VecDeque::new(),
             writes_in_flight: 0,
             unplaceable: BTreeMap::new(),
-            highest_index: 0,
             metrics: EngineMetrics::default(),
             shutting_down: false,
             stopped: false,
             last_now: now,
             config,
         };
-        for dir in Dir::ALL {
-            engine.start_read(dir, now);
-        }
-        engine.next_resync = now + engine.resync_delay();
+        engine.collect_follow_output(now);
         engine.tick(now);
         engine
     }
@@ -331,7 +340,7 @@ impl Engine {
 
     /// True once every watched directory has been read.
     pub fn is_synced(&self) -> bool {
-        self.dirs.values().all(|d| d.read_once)
+        self.synced.len() == self.followers.len()
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -353,10 +362,7 @@ impl Engine {
         if self.stopped {
             return None;
         }
-        let mut timers = vec![
-            (self.next_tick, EngineTimer::Tick),
-            (self.next_resync, EngineTimer::Resync),
-        ];
+        let mut timers = vec![(self.next_tick, EngineTimer::Tick)];
         if let LeaseState::Leader {
             valid_until,
             act_after,
@@ -375,11 +381,19 @@ impl Engine {
         if let Some(at) = self.reconcile_at {
             timers.push((at, EngineTimer::Reconcile));
         }
-        if let Some(at) = self.dirs.values().filter_map(|d| d.retry_at).min() {
-            timers.push((at, EngineTimer::Retry));
-        }
         if self.shutting_down {
+            // Only the lease release is still waited for; the followers are stopped.
             timers.retain(|(_, t)| *t == EngineTimer::RequestTimeout);
+        } else {
+            timers.extend(self.followers.values().filter_map(|f| {
+                let (at, why) = f.poll_timeout()?;
+                let why = match why {
+                    FollowTimer::AnswerDeadline => EngineTimer::RequestTimeout,
+                    FollowTimer::Retry => EngineTimer::Retry,
+                    FollowTimer::Resync => EngineTimer::Resync,
+                };
+                Some((at, why))
+            }));
         }
         timers.into_iter().min()
     }
@@ -389,16 +403,23 @@ impl Engine {
     /// An answer to one of our commands. Answers to unknown (e.g. timed-out) ids are ignored.
     pub fn handle_input(&mut self, response: Response, now: Instant) {
         self.last_now = self.last_now.max(now);
-        let watched = match self.pending.get(&response.id) {
-            None => return,
-            Some(Pending::Watch(dir)) => Some(*dir),
-            Some(_) => None,
-        };
-        if let Ok(reply) = &response.result {
-            self.note_index(reply);
-        }
-        if let (Some(_), Ok(Reply::Event(event))) = (watched, &response.result) {
-            self.on_watch_event(event, now);
+        if let Some(&(dir, kind)) = self.follow_ops.get(&response.id) {
+            // A watch lives on until it fails; any other request ends with its answer.
+            if kind != "watch" || response.result.is_err() {
+                self.follow_ops.remove(&response.id);
+            }
+            if self.shutting_down {
+                return;
+            }
+            if let Err(failure) = &response.result
+                && !matches!(failure, Failure::NotFound | Failure::PreconditionFailed)
+            {
+                bump(&mut self.metrics.registry_failures, kind);
+            }
+            if let Some(follower) = self.followers.get_mut(&dir) {
+                follower.handle_input(&response, &mut self.ids, now);
+            }
+            self.collect_follow_output(now);
             return;
         }
         let Some(pending) = self.pending.remove(&response.id) else {
@@ -428,23 +449,25 @@ impl Engine {
         {
             self.lose_lease("lease not renewed before its TTL ran out".to_string());
         }
-        let due: Vec<Dir> = self
-            .dirs
-            .iter()
-            .filter(|(_, d)| d.retry_at.is_some_and(|at| at <= now))
-            .map(|(dir, _)| *dir)
-            .collect();
-        for dir in due {
-            self.start_read(dir, now);
+        for follower in self.followers.values_mut() {
+            follower.handle_timeout(&mut self.ids, now);
         }
-        if now >= self.next_resync {
-            for dir in Dir::ALL {
-                if self.dirs[&dir].read.is_none() && self.dirs[&dir].retry_at.is_none() {
-                    self.start_read(dir, now);
-                }
+        // A follower gives up on an unanswered request by itself: count it as failed here.
+        let followers = &self.followers;
+        let mut timed_out = Vec::new();
+        self.follow_ops.retain(|id, (dir, kind)| {
+            let current = followers
+                .get(dir)
+                .is_some_and(|f| f.pending_id() == Some(*id) || f.watch_id() == Some(*id));
+            if !current {
+                timed_out.push(*kind);
             }
-            self.next_resync = now + self.resync_delay();
+            current
+        });
+        for kind in timed_out {
+            bump(&mut self.metrics.registry_failures, kind);
         }
+        self.collect_follow_output(now);
         if now >= self.next_tick {
             self.tick(now);
         }
@@ -491,44 +514,42 @@ impl Engine {
         }
     }
 
-    fn resync_delay(&mut self) -> Duration {
-        self.rng.jitter(self.config.resync_interval, 0.2)
-    }
-
     fn send(&mut self, request: Request, pending: Pending, now: Instant) -> OpId {
         let id = self.ids.next_id();
         bump(&mut self.metrics.registry_requests, request_kind(&request));
-        if !matches!(pending, Pending::Watch(_)) {
-            self.deadlines
-                .insert((now + self.config.request_timeout, id));
-        }
+        self.deadlines
+            .insert((now + self.config.request_timeout, id));
         self.pending.insert(id, pending);
         self.commands.push_back(Command { id, request });
         id
     }
 
-    fn note_index(&mut self, reply: &Reply) {
-        let index = match reply {
-            Reply::Got { index, .. } | Reply::Deleted { index } => *index,
-            Reply::Put { node } => node.modified_index,
-            Reply::Event(event) => event.node.modified_index,
-        };
-        self.highest_index = self.highest_index.max(index);
-    }
-
-    fn start_read(&mut self, dir: Dir, now: Instant) {
-        let sync = self.dirs.entry(dir).or_default();
-        sync.retry_at = None;
-        if sync.read.is_some() {
-            return;
+    /// Sends the followers' requests and applies what they learnt to the model.
+    fn collect_follow_output(&mut self, now: Instant) {
+        let mut changed = false;
+        for (dir, follower) in &mut self.followers {
+            while let Some((id, request)) = follower.poll_command() {
+                let kind = request_kind(&request);
+                bump(&mut self.metrics.registry_requests, kind);
+                self.follow_ops.insert(id, (*dir, kind));
+                self.commands.push_back(Command { id, request });
+            }
+            while let Some(event) = follower.poll_event() {
+                match event {
+                    FollowEvent::Snapshot { node, index } => {
+                        self.view.apply_read(*dir, Some(&node), index);
+                        self.synced.insert(*dir);
+                        changed = true;
+                    }
+                    FollowEvent::Change(event) => {
+                        changed |= self.view.apply_event(&event).is_some();
+                    }
+                }
+            }
         }
-        let request = Request::Get {
-            key: dir.key(&self.config.keyspace),
-            recursive: true,
-        };
-        let id = self.send(request, Pending::Read(dir), now);
-        if let Some(sync) = self.dirs.get_mut(&dir) {
-            sync.read = Some(id);
+        if changed {
+            self.dirty = true;
+            self.maybe_reconcile(now);
         }
     }
 
@@ -538,9 +559,10 @@ impl Engine {
             return;
         }
         if !self.config.use_watches && self.is_synced() {
-            for dir in Dir::ALL {
-                self.start_read(dir, now);
+            for follower in self.followers.values_mut() {
+                follower.read_now(&mut self.ids, now);
             }
+            self.collect_follow_output(now);
         }
         match self.lease {
             LeaseState::Leader { index, .. } => {
@@ -609,8 +631,6 @@ impl Engine {
     ) {
         if let Err(failure) = &result {
             let kind = match &pending {
-                Pending::Read(_) => "get",
-                Pending::Watch(_) => "watch",
                 Pending::Lease(LeaseOp::GetVersion | LeaseOp::Get) => "get",
                 Pending::Lease(LeaseOp::Release) => "delete",
                 Pending::Lease(_) => "put",
@@ -625,8 +645,6 @@ impl Engine {
             }
         }
         match pending {
-            Pending::Read(dir) => self.on_read(dir, result, now),
-            Pending::Watch(dir) => self.on_watch_end(dir, result, now),
             Pending::Lease(op) => {
                 if self.lease_op == Some(id) {
                     self.lease_op = None;
@@ -636,100 +654,6 @@ impl Engine {
             Pending::Write(chain) => {
                 self.writes_in_flight -= 1;
                 self.on_write(chain, result, now);
-            }
-        }
-    }
-
-    fn on_read(&mut self, dir: Dir, result: Result<Reply, Failure>, now: Instant) {
-        if let Some(sync) = self.dirs.get_mut(&dir) {
-            sync.read = None;
-        }
-        let index = match result {
-            Ok(Reply::Got { node, index }) => {
-                self.view.apply_read(dir, Some(&node), index);
-                index
-            }
-            Err(Failure::NotFound) => {
-                // A missing directory carries no index: watch from the highest index seen so
-                // far (replaying a little is harmless), or as soon as one is known.
-                self.view.apply_read(dir, None, self.highest_index);
-                self.highest_index
-            }
-            _ => {
-                if let Some(sync) = self.dirs.get_mut(&dir) {
-                    sync.retry_at = Some(now + self.config.retry_delay);
-                }
-                return;
-            }
-        };
-        self.dirty = true;
-        let use_watches = self.config.use_watches;
-        if let Some(sync) = self.dirs.get_mut(&dir) {
-            sync.read_once = true;
-            sync.watch_pending = use_watches && sync.watch.is_none();
-        }
-        if index > 0 {
-            self.start_pending_watches(now);
-        }
-        self.maybe_reconcile(now);
-    }
-
-    /// Starts the watch of every directory read but not yet watched: from its read's index, or
-    /// for a missing directory read before any index was known, from the highest index seen.
-    fn start_pending_watches(&mut self, now: Instant) {
-        if self.shutting_down || self.highest_index == 0 {
-            return;
-        }
-        let waiting: Vec<(Dir, u64)> = self
-            .dirs
-            .iter()
-            .filter(|(_, d)| d.watch_pending)
-            .map(|(dir, _)| {
-                let read_at = self.view.read_index(*dir);
-                (
-                    *dir,
-                    if read_at > 0 {
-                        read_at
-                    } else {
-                        self.highest_index
-                    },
-                )
-            })
-            .collect();
-        for (dir, index) in waiting {
-            let request = Request::Watch {
-                prefix: dir.key(&self.config.keyspace),
-                from_index: index + 1,
-            };
-            let id = self.send(request, Pending::Watch(dir), now);
-            if let Some(sync) = self.dirs.get_mut(&dir) {
-                sync.watch = Some(id);
-                sync.watch_pending = false;
-            }
-        }
-    }
-
-    fn on_watch_event(&mut self, event: &Event, now: Instant) {
-        if self.view.apply_event(event).is_some() {
-            self.dirty = true;
-            self.maybe_reconcile(now);
-        }
-    }
-
-    fn on_watch_end(&mut self, dir: Dir, result: Result<Reply, Failure>, now: Instant) {
-        if let Some(sync) = self.dirs.get_mut(&dir) {
-            sync.watch = None;
-        }
-        if self.shutting_down {
-            return;
-        }
-        match result {
-            // The registry forgot the history we asked for: re-read now and watch from there.
-            Err(Failure::HistoryLost { .. }) => self.start_read(dir, now),
-            _ => {
-                if let Some(sync) = self.dirs.get_mut(&dir) {
-                    sync.retry_at = Some(now + self.config.retry_delay);
-                }
             }
         }
     }

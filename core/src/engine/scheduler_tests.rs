@@ -173,20 +173,58 @@ impl Harness {
         self.find(|r| matches!(r, Request::Get { key: k, .. } if k == key))
     }
 
-    /// Answers the five directory reads with `registry`'s content.
-    fn answer_reads(&mut self, registry: &Registry) {
+    /// Answers the five directory reads with `registry`'s content, as etcd would: a missing
+    /// directory is not found, created by the engine (at a fresh index) and read again empty.
+    /// Returns the index each directory was finally read at.
+    fn answer_reads(&mut self, registry: &Registry) -> BTreeMap<Dir, u64> {
+        let mut read_at = BTreeMap::new();
         for dir in Dir::ALL {
             let key = dir.key(&self.ks);
             let c = self.get(&key);
-            let result = match registry.dir(&key) {
-                Some(node) => Ok(Reply::Got {
+            let node = match registry.dir(&key) {
+                Some(node) => node,
+                None => {
+                    self.answer(c.id, Err(Failure::NotFound));
+                    let create =
+                        self.find(|r| matches!(r, Request::Put { key: k, .. } if *k == key));
+                    assert_eq!(
+                        create.request,
+                        Request::Put {
+                            key: key.clone(),
+                            value: PutValue::Directory,
+                            ttl: None,
+                            precondition: Precondition::Absent,
+                        }
+                    );
+                    self.put_ok(&create);
+                    let reread = self.get(&key);
+                    let node = Node {
+                        key: key.clone(),
+                        dir: true,
+                        modified_index: self.index,
+                        ..Node::default()
+                    };
+                    self.answer(
+                        reread.id,
+                        Ok(Reply::Got {
+                            node,
+                            index: self.index,
+                        }),
+                    );
+                    read_at.insert(dir, self.index);
+                    continue;
+                }
+            };
+            self.answer(
+                c.id,
+                Ok(Reply::Got {
                     node,
                     index: self.index,
                 }),
-                None => Err(Failure::NotFound),
-            };
-            self.answer(c.id, result);
+            );
+            read_at.insert(dir, self.index);
         }
+        read_at
     }
 
     /// The version gate and an uncontended lease acquisition.
@@ -454,11 +492,14 @@ fn starts_by_reading_every_directory_and_checking_the_version() {
 #[test]
 fn reads_are_followed_by_watches_from_the_read_index_plus_one() {
     let mut h = Harness::new(config());
-    h.answer_reads(&Registry::default().machine("m1"));
+    // Only P/machines exists: the other four are created, then read (and watched) from there.
+    let read_at = h.answer_reads(&Registry::default().machine("m1"));
+    assert!(read_at[&Dir::Jobs] > 100, "created at a fresh index");
     let watches = h.watches_from();
     assert_eq!(watches.len(), 5);
     for (dir, (_, from)) in watches {
-        assert_eq!(from, 101, "{dir:?}");
+        assert!(read_at[&dir] >= 100);
+        assert_eq!(from, read_at[&dir] + 1, "{dir:?}");
     }
     assert!(h.engine.is_synced());
 }
@@ -1077,14 +1118,26 @@ fn history_lost_rereads_the_directory_and_watches_from_the_new_index() {
 }
 
 #[test]
-fn other_watch_failures_reread_after_the_retry_delay() {
+fn other_watch_failures_resume_the_watch_after_the_retry_delay() {
     let mut h = leader(&Registry::default().machine("m1"));
     h.complete_writes();
     let id = h.watch_id(Dir::Machines);
+    h.event(
+        Dir::Machines,
+        Action::Set,
+        &h.ks.machine_object("m2"),
+        Some(&machine_record("m2")),
+    );
+    let last = h.index;
     h.answer(id, Err(Failure::Unreachable("connection refused".into())));
     assert!(h.take_commands().is_empty());
-    h.advance(secs(1.0));
-    h.get(&h.ks.machines_dir());
+    h.advance(secs(0.5));
+    assert!(h.take_commands().is_empty(), "not before the retry delay");
+    h.advance(secs(0.5));
+    // Nothing was missed: the watch goes on from the last event seen (etcd replays the rest).
+    let watches = h.watches_from();
+    assert_eq!(watches.get(&Dir::Machines).map(|w| w.1), Some(last + 1));
+    assert_ne!(h.watch_id(Dir::Machines), id);
 }
 
 #[test]
@@ -1266,6 +1319,13 @@ mod random {
 
     fn is_cluster_write(ks: &Keyspace, request: &Request) -> bool {
         let key = match request {
+            // Creating a missing watched directory (empty, create-only) changes no cluster state.
+            Request::Put {
+                key,
+                value: PutValue::Directory,
+                ttl: None,
+                precondition: Precondition::Absent,
+            } if Dir::ALL.iter().any(|d| d.key(ks) == *key) => return false,
             Request::Put { key, .. } | Request::Delete { key, .. } => key,
             _ => return false,
         };
@@ -1538,4 +1598,104 @@ fn without_watches_every_directory_is_reread_each_tick() {
         })
         .count();
     assert_eq!(reads, 5);
+}
+
+#[test]
+fn on_an_empty_registry_the_directories_are_created_and_watched_at_once() {
+    let mut h = Harness::new(config());
+    // Every directory is missing: each is created, read empty, and watched from that read.
+    let read_at = h.answer_reads(&Registry::default());
+    let watches = h.watches_from();
+    assert_eq!(watches.len(), 5);
+    for (dir, (_, from)) in &watches {
+        assert_eq!(*from, read_at[dir] + 1, "{dir:?}");
+    }
+    h.acquire_lease();
+    h.complete_writes();
+    let start = h.now;
+    // A machine and a unit appear after start: scheduled on their watch events, no timer.
+    let ks = h.ks.clone();
+    let file = unit_text("");
+    h.event(
+        Dir::Machines,
+        Action::Set,
+        &ks.machine_object("m1"),
+        Some(&machine_record("m1")),
+    );
+    h.event(
+        Dir::Units,
+        Action::Create,
+        &ks.unit(&file.hash()),
+        Some(&unit_record(&file)),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_object("a.service"),
+        Some(&job_object("a.service", file.hash())),
+    );
+    h.event(
+        Dir::Jobs,
+        Action::Set,
+        &ks.job_target_state("a.service"),
+        Some("launched"),
+    );
+    let done = h.complete_writes();
+    assert_eq!(done[0], put_target(&ks, "a.service", "m1"));
+    assert_eq!(h.now, start);
+    assert!(h.take_events().contains(&EngineEvent::UnitScheduled {
+        unit: "a.service".into(),
+        machine: "m1".into()
+    }));
+}
+
+#[test]
+fn without_watches_an_empty_registry_is_created_then_polled() {
+    let mut cfg = config();
+    cfg.use_watches = false;
+    let mut h = Harness::new(cfg);
+    h.answer_reads(&Registry::default());
+    assert!(h.engine.is_synced());
+    assert!(h.watches_from().is_empty());
+    h.acquire_lease();
+    h.complete_writes();
+    h.advance(secs(2.0));
+    let reads = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                &c.request,
+                Request::Get {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reads, 5);
+}
+
+#[test]
+fn unanswered_directory_reads_count_as_failures_and_are_sent_again() {
+    let mut h = Harness::new(config());
+    h.take_commands();
+    h.advance(secs(5.0));
+    // The five directory reads and the engine version read.
+    assert_eq!(h.engine.metrics().registry_failures.get("get"), Some(&6));
+    let rereads = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                &c.request,
+                Request::Get {
+                    recursive: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(rereads, 5);
+    assert!(!h.engine.is_synced());
 }

@@ -27,10 +27,9 @@
 //! three more watches than strictly needed. Sharing one view would mean feeding the engine from
 //! outside, which its state machine does not support today.
 //!
-//! The engine starts once the API front end has read the registry (and so created `P/job`,
-//! `P/unit` and `P/machines` if they were missing): an engine that finds all its directories
-//! missing has no registry index to watch from and would only see changes at its first resync,
-//! about a minute later.
+//! All three start at once and independently: each creates the directories it follows if they
+//! are missing, so none waits for another (an engine on an empty registry with a slow API front
+//! end still watches from its first read).
 
 use crate::agent::{self, Agent, AgentConfig, InventoryUnit, SystemdReply, SystemdRequest};
 use crate::api::front::{
@@ -181,8 +180,6 @@ pub struct Node {
     config: NodeConfig,
     agent: Agent,
     engine: Option<Engine>,
-    /// The engine is to be started once the API front end is ready.
-    engine_pending: bool,
     api: ApiFront,
     api_ready: bool,
     commands: VecDeque<Command>,
@@ -197,8 +194,7 @@ impl Node {
         Node {
             agent: Agent::new(config.agent_config(), now),
             api: ApiFront::new(config.api_config(), now),
-            engine: None,
-            engine_pending: !config.disable_engine,
+            engine: (!config.disable_engine).then(|| Engine::new(config.engine_config(), now)),
             config,
             api_ready: false,
             commands: VecDeque::new(),
@@ -218,7 +214,7 @@ impl Node {
         &self.agent
     }
 
-    /// The engine, once started (never with `disable_engine`).
+    /// The engine (none with `disable_engine`).
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
     }
@@ -252,7 +248,7 @@ impl Node {
                     }
                 } else if OpIdGen::new(API_COMPONENT).owns(id) {
                     self.api.handle_response(response, now);
-                    self.note_api_ready(now);
+                    self.note_api_ready();
                 } else if OpIdGen::new(agent::OP_COMPONENT).owns(id) {
                     self.agent
                         .handle_input(agent::Input::Registry(response), now);
@@ -273,7 +269,7 @@ impl Node {
             engine.handle_timeout(now);
         }
         self.api.handle_timeout(now);
-        self.note_api_ready(now);
+        self.note_api_ready();
     }
 
     /// One HTTP request (see [`ApiFront::handle_request`]).
@@ -290,7 +286,6 @@ impl Node {
             return;
         }
         self.shut_down = true;
-        self.engine_pending = false;
         if let Some(engine) = &mut self.engine {
             engine.shutdown(now);
         }
@@ -363,14 +358,10 @@ impl Node {
         [agent, engine, api].into_iter().flatten().min()
     }
 
-    fn note_api_ready(&mut self, now: Instant) {
+    fn note_api_ready(&mut self) {
         if !self.api_ready && self.api.is_ready() {
             self.api_ready = true;
             self.events.push_back(Event::ApiReady);
-        }
-        if self.api_ready && self.engine_pending {
-            self.engine_pending = false;
-            self.engine = Some(Engine::new(self.config.engine_config(), now));
         }
     }
 }

@@ -90,6 +90,8 @@ pub struct PrefixFollower {
     index: u64,
     pending: Option<Pending>,
     watch: Option<OpId>,
+    /// False for a polling follower (see [`PrefixFollower::without_watch`]).
+    watching: bool,
     retry_at: Option<Instant>,
     resync_at: Option<Instant>,
     commands: VecDeque<(OpId, Request)>,
@@ -112,6 +114,7 @@ impl PrefixFollower {
             index: 0,
             pending: None,
             watch: None,
+            watching: true,
             retry_at: None,
             resync_at: None,
             commands: VecDeque::new(),
@@ -119,6 +122,25 @@ impl PrefixFollower {
         };
         follower.send(PendingKind::Read, ids, now);
         follower
+    }
+
+    /// A follower that never watches: it hands out only snapshots, and the consumer polls with
+    /// [`PrefixFollower::read_now`] (`disable_watches=true`).
+    pub fn without_watch(mut self) -> PrefixFollower {
+        self.watching = false;
+        self
+    }
+
+    /// Reads the prefix now, unless a read or directory creation is already in flight.
+    pub fn read_now(&mut self, ids: &mut OpIdGen, now: Instant) {
+        if self.pending.is_none() {
+            self.send(PendingKind::Read, ids, now);
+        }
+    }
+
+    /// The id of the read or directory creation in flight, if any.
+    pub fn pending_id(&self) -> Option<OpId> {
+        self.pending.map(|p| p.id)
     }
 
     pub fn prefix(&self) -> &str {
@@ -190,7 +212,7 @@ impl PrefixFollower {
         }
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
-            if self.index == 0 {
+            if self.index == 0 || !self.watching {
                 if self.pending.is_none() {
                     self.send(PendingKind::Read, ids, now);
                 }
@@ -278,7 +300,7 @@ impl PrefixFollower {
             node: node.clone(),
             index,
         });
-        if self.watch.is_none() {
+        if self.watching && self.watch.is_none() {
             self.start_watch(ids);
         }
     }
@@ -502,6 +524,42 @@ mod tests {
                 from_index: 21
             }
         );
+    }
+
+    #[test]
+    fn a_follower_without_watch_only_reads_when_asked() {
+        let mut ids = OpIdGen::new(9);
+        let mut follower = PrefixFollower::new(PREFIX, FollowConfig::default(), 1, &mut ids, at(0))
+            .without_watch();
+        let (read, _) = follower.poll_command().unwrap();
+        assert_eq!(follower.pending_id(), Some(read));
+        follower.read_now(&mut ids, at(0));
+        assert!(follower.poll_command().is_none(), "one read at a time");
+        let got = ok(
+            read,
+            Reply::Got {
+                node: dir(4),
+                index: 4,
+            },
+        );
+        assert!(follower.handle_input(&got, &mut ids, at(0)));
+        assert!(follower.poll_command().is_none(), "no watch");
+        assert_eq!(follower.pending_id(), None);
+        follower.read_now(&mut ids, at(2));
+        let (again, request) = follower.poll_command().unwrap();
+        assert!(matches!(request, Request::Get { .. }));
+        // A failed read is retried as a read, never as a watch.
+        follower.handle_input(
+            &err(again, Failure::Unreachable("down".into())),
+            &mut ids,
+            at(2),
+        );
+        follower.handle_timeout(&mut ids, at(3));
+        assert!(matches!(
+            follower.poll_command(),
+            Some((_, Request::Get { .. }))
+        ));
+        assert_eq!(follower.watch_id(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #[path = "../agent_logic/harness.rs"]
 mod harness;
 
+mod engine_alone;
 mod front;
 mod front_bench;
 mod front_support;

@@ -1,11 +1,13 @@
 //! One `Node` (engine + agent + API front end) against the etcd and systemd models.
 
 use crate::harness::{Etcd, Systemd};
-use flt_core::api::front::{ApiRequest, ApiRequestId, ApiResponse};
+use flt_core::api::front::{API_COMPONENT, ApiRequest, ApiRequestId, ApiResponse};
 use flt_core::engine::EngineEvent;
 use flt_core::node::{Command, Event, Input, Node, NodeConfig};
-use flt_core::registry::Keyspace;
+use flt_core::registry::records::{JobRecord, UnitFileRecord};
+use flt_core::registry::{Keyspace, OpIdGen};
 use flt_core::time::Instant;
+use flt_core::unit::UnitFile;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +21,8 @@ struct Cluster {
     answers: BTreeMap<ApiRequestId, ApiResponse>,
     cancelled: Vec<flt_core::registry::OpId>,
     next_request: u64,
+    /// The API front end's registry requests are never answered (a slow or stuck front end).
+    silent_api: bool,
 }
 
 fn config() -> NodeConfig {
@@ -31,6 +35,10 @@ fn config() -> NodeConfig {
 
 impl Cluster {
     fn new(config: NodeConfig) -> Cluster {
+        Cluster::build(config, false)
+    }
+
+    fn build(config: NodeConfig, silent_api: bool) -> Cluster {
         let mut cluster = Cluster {
             node: Node::new(config, Instant::ZERO),
             etcd: Etcd::default(),
@@ -40,6 +48,7 @@ impl Cluster {
             answers: BTreeMap::new(),
             cancelled: Vec::new(),
             next_request: 0,
+            silent_api,
         };
         cluster
             .node
@@ -54,6 +63,8 @@ impl Cluster {
             while let Some(command) = self.node.poll_command() {
                 moved = true;
                 match command {
+                    Command::Registry { id, .. }
+                        if self.silent_api && OpIdGen::new(API_COMPONENT).owns(id) => {}
                     Command::Registry { id, request } => self.etcd.handle(self.now, id, request),
                     Command::Systemd { id, request } => self.systemd.answer(id, request),
                     Command::CancelWatch { id } => self.cancelled.push(id),
@@ -228,9 +239,9 @@ fn a_node_can_move_to_the_driver_thread() {
 
 #[test]
 fn registry_answers_reach_the_component_that_asked() {
-    // The engine waits for the API front end's first read (which creates missing directories).
+    // Every component starts at once; the engine does not wait for the API front end.
     let fresh = Node::new(config(), Instant::ZERO);
-    assert!(fresh.engine().is_none());
+    assert!(fresh.engine().is_some());
     assert!(!fresh.api().is_ready());
     let mut c = Cluster::new(config());
     assert!(c.node.engine().is_some());
@@ -309,4 +320,47 @@ fn host_shutdown_also_deletes_presence_and_unit_states() {
     assert!(c.node.is_stopped());
     assert!(!c.etcd.exists(&ks.machine_object("m1")));
     assert!(!c.etcd.exists(&ks.machine_states_dir("m1")));
+}
+
+#[test]
+fn the_engine_works_on_an_empty_registry_while_the_api_front_end_gets_no_answers() {
+    let mut c = Cluster::build(config(), true);
+    c.advance(Duration::from_secs(3));
+    assert!(
+        !c.node.api().is_ready(),
+        "the front end never got an answer"
+    );
+    assert!(
+        c.node
+            .engine()
+            .is_some_and(|e| e.is_leader() && e.is_synced()),
+        "{:?}",
+        c.events
+    );
+    // Another node's API writes a unit (unit file, job object, desired state).
+    let ks = Keyspace::default();
+    let file = UnitFile::parse("[Service]\nExecStart=/bin/hello\n").expect("unit");
+    let hash = file.hash();
+    let raw = serde_json::to_string(&UnitFileRecord {
+        raw: file.serialize(),
+    })
+    .expect("json");
+    let job = serde_json::to_string(&JobRecord {
+        name: "hello.service".into(),
+        unit_hash: hash.0,
+    })
+    .expect("json");
+    c.etcd.set(c.now, &ks.unit(&hash), &raw);
+    c.etcd.set(c.now, &ks.job_object("hello.service"), &job);
+    c.etcd
+        .set(c.now, &ks.job_target_state("hello.service"), "launched");
+    // Seen through the engine's watches at once, not at its resync a minute later.
+    c.advance(Duration::from_millis(500));
+    assert_eq!(c.etcd.value(&ks.job_target("hello.service")), Some("m1"));
+    assert!(c.events.iter().any(|e| matches!(
+        e,
+        Event::Engine(EngineEvent::UnitScheduled { unit, .. }) if unit == "hello.service"
+    )));
+    c.advance(Duration::from_millis(500));
+    assert_eq!(c.systemd.active("hello.service"), Some("active"));
 }
