@@ -1,9 +1,9 @@
 //! Desired state (spec §3.3): what the schedule wants on this machine.
 //!
-//! Three registry sources feed it, each read once in full and then followed with a watch:
-//! the machine's own directory `P/machines/<id>/` (for dynamic metadata), its schedule
-//! `P/schedule/<id>/`, and the global units `P/global/`. A source changes only on a successful
-//! read or a watch event: a failure never empties it, so losing etcd never unloads a unit.
+//! Three registry sources feed it, each followed by a [`PrefixFollower`]: the machine's own
+//! directory `P/machines/<id>/` (for dynamic metadata), its schedule `P/schedule/<id>/`, and the
+//! global units `P/global/`. A source changes only on a successful read or a watch event: a
+//! failure never empties it, so losing etcd never unloads a unit.
 //! Unit files are fetched by hash from `P/unit/<hash>` and cached (they are immutable).
 
 use super::backoff::Backoff;
@@ -12,7 +12,10 @@ use super::unit_text::ParsedUnit;
 use super::{Event, Io, Owner};
 use crate::glob::glob_match;
 use crate::registry::records::{ScheduleRecord, TargetState, UnitFileRecord};
-use crate::registry::{Failure, KeyKind, Keyspace, Node, OpId, Reply, Request};
+use crate::registry::{
+    Event as WatchEvent, Failure, FollowConfig, FollowEvent, FollowTimer, KeyKind, Keyspace, Node,
+    OpId, PrefixFollower, Reply, Request, Response,
+};
 use crate::time::Instant;
 use crate::unit::UnitHash;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,53 +48,47 @@ impl SourceKind {
     }
 }
 
-/// A registry directory read in full, then followed by a watch.
+/// A registry directory followed by a [`PrefixFollower`] (read in full, created if missing, then
+/// watched, re-read on lost history and at a jittered resync), as the entries it holds.
 #[derive(Debug)]
 pub(crate) struct Source {
     kind: SourceKind,
     machine_id: String,
     keyspace: Keyspace,
-    /// The directory read and watched.
-    dir: String,
+    follower: PrefixFollower,
     /// Entry name (unit name or metadata key) → raw value.
     entries: BTreeMap<String, String>,
-    /// Registry index the entries are current at; events at or below it are old news.
-    index: u64,
     /// A full read has succeeded at least once.
     complete: bool,
-    /// The read in flight, with the registry index known when it was sent.
-    read: Option<(OpId, u64)>,
-    watch: Option<OpId>,
-    retry_at: Option<Instant>,
-    backoff: Backoff,
-    /// Watches that ended with lost history since the last event: re-read at once only for the
-    /// first, so that a read that cannot catch up does not spin.
-    lost_in_a_row: u32,
-    watch_started: Instant,
 }
 
 impl Source {
-    pub fn new(kind: SourceKind, keyspace: &Keyspace, machine_id: &str) -> Source {
+    /// Starts following the source: its first read is sent at once (see [`Source::pump`]).
+    pub fn new(
+        kind: SourceKind,
+        keyspace: &Keyspace,
+        machine_id: &str,
+        config: FollowConfig,
+        seed: u64,
+        io: &mut Io,
+        now: Instant,
+    ) -> Source {
         let dir = match kind {
             SourceKind::Machine => keyspace.machine_dir(machine_id),
             SourceKind::Schedule => keyspace.schedule_dir(machine_id),
             SourceKind::Globals => keyspace.globals_dir(),
         };
-        Source {
+        let mut source = Source {
             kind,
             machine_id: machine_id.to_string(),
             keyspace: keyspace.clone(),
-            dir,
+            follower: PrefixFollower::new(&dir, config, seed, &mut io.ids, now)
+                .with_retry_backoff(Duration::from_secs(60)),
             entries: BTreeMap::new(),
-            index: 0,
             complete: false,
-            read: None,
-            watch: None,
-            retry_at: None,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-            lost_in_a_row: 0,
-            watch_started: Instant::ZERO,
-        }
+        };
+        source.pump(io);
+        source
     }
 
     pub fn entries(&self) -> &BTreeMap<String, String> {
@@ -102,173 +99,108 @@ impl Source {
         self.complete
     }
 
-    pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+    /// When the follower wants to be woken (answer deadline, retry, resync).
+    pub fn timeout(&self) -> Option<(Instant, FollowTimer)> {
+        self.follower.poll_timeout()
     }
 
-    /// The registry answers again: re-read now rather than after the backoff.
+    /// The registry answers again: re-read or re-watch now rather than after the backoff.
     pub fn retry_now(&mut self, now: Instant) {
-        if self.retry_at.is_some_and(|at| at > now) {
-            self.retry_at = Some(now);
-        }
+        self.follower.retry_now(now);
     }
 
-    /// Reads the whole directory (unless a read is already in flight).
-    pub fn read(&mut self, now: Instant, io: &mut Io) {
-        if self.read.is_some() {
-            return;
-        }
-        self.retry_at = None;
-        let request = Request::Get {
-            key: self.dir.clone(),
-            recursive: true,
+    /// Fires the follower's timers. Returns true if the entries changed.
+    pub fn handle_timeout(&mut self, now: Instant, io: &mut Io) -> bool {
+        self.follower.handle_timeout(&mut io.ids, now);
+        self.pump(io)
+    }
+
+    /// Handles the answer to a read, a directory creation or a watch. Returns true if the
+    /// entries changed. A failure never changes them: losing etcd never unloads a unit.
+    pub fn handle_response(&mut self, response: &Response, now: Instant, io: &mut Io) -> bool {
+        let error = match &response.result {
+            // The follower's own way of creating a missing directory.
+            Err(Failure::NotFound | Failure::PreconditionFailed) => None,
+            Err(failure) => Some(failure.to_string()),
+            Ok(Reply::Deleted { .. }) => Some("unexpected reply to a read or watch".to_string()),
+            Ok(_) => None,
         };
-        let known = io.known_index;
-        let id = io.registry(Owner::Source(self.kind), request, now);
-        self.read = Some((id, known));
+        if let Some(error) = error {
+            io.event(Event::SourceFailed {
+                source: self.kind,
+                error,
+            });
+        }
+        self.follower.handle_input(response, &mut io.ids, now);
+        if self.follower.watch_id() != Some(response.id) {
+            io.pending.remove(&response.id);
+        }
+        self.pump(io)
     }
 
-    /// Fires the retry timer if due.
-    pub fn handle_timeout(&mut self, now: Instant, io: &mut Io) {
-        if self.retry_at.is_some_and(|at| at <= now) {
-            self.read(now, io);
+    /// Sends the follower's requests, forgets (and reports) the ones it gave up on, and applies
+    /// what it learnt. Returns true if the entries
+    /// changed, or on the first full read.
+    fn pump(&mut self, io: &mut Io) -> bool {
+        let owner = Owner::Source(self.kind);
+        let current = [self.follower.pending_id(), self.follower.watch_id()];
+        let mut given_up = false;
+        io.pending.retain(|id, pending| {
+            let keep = pending.owner != owner || current.contains(&Some(*id));
+            given_up |= !keep;
+            keep
+        });
+        if given_up {
+            io.event(Event::SourceFailed {
+                source: self.kind,
+                error: "no answer in time".to_string(),
+            });
         }
-    }
-
-    /// Handles the answer to a read or a watch. Returns true if the entries changed.
-    pub fn handle_response(
-        &mut self,
-        id: OpId,
-        result: Result<Reply, Failure>,
-        now: Instant,
-        io: &mut Io,
-    ) -> bool {
-        if let Some((read, known)) = self.read
-            && read == id
-        {
-            self.read = None;
-            return self.on_read(result, known, now, io);
+        while let Some((id, request)) = self.follower.poll_command() {
+            io.follow(owner, id, request);
         }
-        if self.watch == Some(id) {
-            return self.on_watch(result, now, io);
-        }
-        false
-    }
-
-    fn on_read(
-        &mut self,
-        result: Result<Reply, Failure>,
-        known: u64,
-        now: Instant,
-        io: &mut Io,
-    ) -> bool {
-        let (entries, index) = match result {
-            Ok(Reply::Got { node, index }) => {
-                let mut entries = BTreeMap::new();
-                for child in node.walk() {
-                    if let Some(name) = self.entry_name(&child.key)
-                        && let Some(value) = &child.value
-                    {
-                        entries.insert(name, value.clone());
-                    }
-                }
-                (entries, index)
-            }
-            // A directory nobody has written yet: empty as of some index at or after `known`.
-            Err(Failure::NotFound) => (BTreeMap::new(), known),
-            Ok(other) => {
-                self.failed(format!("unexpected reply {other:?}"), false, now, io);
-                return false;
-            }
-            Err(failure) => {
-                self.failed(failure.to_string(), false, now, io);
-                return false;
-            }
-        };
-        self.backoff.reset();
-        let first = !self.complete;
-        // A read older than events already applied would take the state backwards.
-        let changed = if first || index >= self.index {
-            let changed = entries != self.entries;
-            self.entries = entries;
-            self.index = index;
-            self.complete = true;
-            changed
-        } else {
-            false
-        };
-        if self.watch.is_none() {
-            let from_index = if self.index == 0 { 0 } else { self.index + 1 };
-            let request = Request::Watch {
-                prefix: self.dir.clone(),
-                from_index,
+        let mut changed = false;
+        while let Some(event) = self.follower.poll_event() {
+            changed |= match event {
+                FollowEvent::Snapshot { node, .. } => self.apply_snapshot(&node),
+                FollowEvent::Change(event) => self.apply_change(event),
             };
-            self.watch = Some(io.registry(Owner::Source(self.kind), request, now));
-            self.watch_started = now;
         }
+        changed
+    }
+
+    fn apply_snapshot(&mut self, node: &Node) -> bool {
+        let mut entries = BTreeMap::new();
+        for child in node.walk() {
+            if let Some(name) = self.entry_name(&child.key)
+                && let Some(value) = &child.value
+            {
+                entries.insert(name, value.clone());
+            }
+        }
+        let first = !self.complete;
+        self.complete = true;
+        let changed = entries != self.entries;
+        self.entries = entries;
         changed || first
     }
 
-    fn on_watch(&mut self, result: Result<Reply, Failure>, now: Instant, io: &mut Io) -> bool {
-        match result {
-            Ok(Reply::Event(event)) => {
-                self.lost_in_a_row = 0;
-                let index = event.node.modified_index;
-                if index != 0 && index <= self.index {
-                    return false;
-                }
-                self.index = self.index.max(index);
-                let key = &event.node.key;
-                if event.action.is_removal() && self.is_dir_or_parent(key) {
-                    let changed = !self.entries.is_empty();
-                    self.entries.clear();
-                    return changed;
-                }
-                let Some(name) = self.entry_name(key) else {
-                    return false;
-                };
-                if event.action.is_removal() {
-                    self.entries.remove(&name).is_some()
-                } else if let Some(value) = event.node.value {
-                    self.entries.insert(name, value.clone()) != Some(value)
-                } else {
-                    false
-                }
-            }
-            Ok(other) => {
-                self.watch = None;
-                self.failed(format!("unexpected reply {other:?}"), false, now, io);
-                false
-            }
-            Err(failure) => {
-                self.watch = None;
-                let at_once = if matches!(failure, Failure::HistoryLost { .. }) {
-                    // A watch that lived a while just fell behind a busy registry: not a loop.
-                    if now.saturating_since(self.watch_started) >= Duration::from_secs(1) {
-                        self.lost_in_a_row = 0;
-                    }
-                    self.lost_in_a_row += 1;
-                    self.lost_in_a_row == 1
-                } else {
-                    false
-                };
-                self.failed(failure.to_string(), at_once, now, io);
-                false
-            }
+    fn apply_change(&mut self, event: WatchEvent) -> bool {
+        let key = &event.node.key;
+        if event.action.is_removal() && self.is_dir_or_parent(key) {
+            let changed = !self.entries.is_empty();
+            self.entries.clear();
+            return changed;
         }
-    }
-
-    /// Records a failure and arranges a re-read (at once after lost history, else with backoff).
-    fn failed(&mut self, error: String, at_once: bool, now: Instant, io: &mut Io) {
-        io.event(Event::SourceFailed {
-            source: self.kind,
-            error,
-        });
-        if at_once {
-            self.read(now, io);
+        let Some(name) = self.entry_name(key) else {
+            return false;
+        };
+        if event.action.is_removal() {
+            self.entries.remove(&name).is_some()
+        } else if let Some(value) = event.node.value {
+            self.entries.insert(name, value.clone()) != Some(value)
         } else {
-            let delay = self.backoff.next_delay(&mut io.rng);
-            self.retry_at = Some(now + delay);
+            false
         }
     }
 
@@ -289,9 +221,9 @@ impl Source {
     /// Whether removing `key` removes the whole source directory (or the metadata directory).
     fn is_dir_or_parent(&self, key: &str) -> bool {
         let key = key.trim_end_matches('/');
-        let is_ancestor = self.dir == key
-            || self
-                .dir
+        let dir = self.follower.prefix();
+        let is_ancestor = dir == key
+            || dir
                 .strip_prefix(key)
                 .is_some_and(|rest| rest.starts_with('/'));
         is_ancestor

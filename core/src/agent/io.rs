@@ -23,7 +23,9 @@ pub(crate) enum Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PendingKind {
     Registry,
-    Watch,
+    /// A [`crate::registry::PrefixFollower`]'s read, directory creation or watch: the follower
+    /// keeps its own deadline, and its source forgets the request when the follower does.
+    Follow,
     Systemd,
 }
 
@@ -37,15 +39,13 @@ pub(crate) struct Pending {
 /// Outgoing commands and events, request bookkeeping and jitter, shared by the parts.
 #[derive(Debug)]
 pub(crate) struct Io {
-    ids: OpIdGen,
+    pub ids: OpIdGen,
     pub commands: VecDeque<Command>,
     pub events: VecDeque<Event>,
     pub pending: BTreeMap<OpId, Pending>,
     registry_timeout: Duration,
     systemd_timeout: Duration,
     pub rng: SplitMix64,
-    /// The highest registry index seen in any answer.
-    pub known_index: u64,
 }
 
 impl Io {
@@ -63,26 +63,32 @@ impl Io {
             registry_timeout,
             systemd_timeout,
             rng: SplitMix64::new(seed),
-            known_index: 0,
         }
     }
 
     pub fn registry(&mut self, owner: Owner, request: Request, now: Instant) -> OpId {
         let id = self.ids.next_id();
-        let (kind, deadline) = match request {
-            Request::Watch { .. } => (PendingKind::Watch, None),
-            _ => (PendingKind::Registry, Some(now + self.registry_timeout)),
-        };
         self.pending.insert(
             id,
             Pending {
                 owner,
-                kind,
-                deadline,
+                kind: PendingKind::Registry,
+                deadline: Some(now + self.registry_timeout),
             },
         );
         self.commands.push_back(Command::Registry { id, request });
         id
+    }
+
+    /// Sends a request a follower made with an id from [`Io::ids`].
+    pub fn follow(&mut self, owner: Owner, id: OpId, request: Request) {
+        let pending = Pending {
+            owner,
+            kind: PendingKind::Follow,
+            deadline: None,
+        };
+        self.pending.insert(id, pending);
+        self.commands.push_back(Command::Registry { id, request });
     }
 
     pub fn systemd(&mut self, owner: Owner, request: SystemdRequest, now: Instant) -> OpId {

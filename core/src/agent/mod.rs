@@ -23,9 +23,10 @@
 //! - **Presence** ([`presence`]): registers `P/machines/<id>/object` create-only with TTL
 //!   `agent_ttl`, takes over its own leftover record after a restart, reports a duplicate
 //!   machine ID, and refreshes the TTL every `agent_ttl/3`.
-//! - **Desired state** ([`desired`]): reads and watches its machine directory (dynamic metadata),
-//!   its schedule `P/schedule/<id>/` and `P/global/`, fetches unit files by hash, and resolves
-//!   global units by name. Failures never change the desired state.
+//! - **Desired state** ([`desired`]): follows its machine directory (dynamic metadata), its
+//!   schedule `P/schedule/<id>/` and `P/global/` with one [`crate::registry::PrefixFollower`]
+//!   each (retrying with backoff), fetches unit files by hash, and resolves global units by
+//!   name. Failures never change the desired state.
 //! - **Tasks** ([`task`]): spec §3.5, run one at a time; the first failure ends the batch.
 //! - **Observed state**: systemd's own view, pushed in as [`Input::UnitObserved`], published at
 //!   once when it changes ([`publisher`]). The agent never restarts a failed unit.
@@ -55,7 +56,9 @@ pub use task::{CurrentUnit, DesiredUnit, Task, TaskKind, TaskReason, plan};
 use crate::registry::records::{
     Capabilities, MachineRecord, MachineRef, TargetState, UnitStateRecord,
 };
-use crate::registry::{Failure, Keyspace, OpId, Precondition, Reply, Request, Response};
+use crate::registry::{
+    Failure, FollowConfig, FollowTimer, Keyspace, OpId, Precondition, Reply, Request, Response,
+};
 use crate::time::Instant;
 use crate::unit::UnitHash;
 use desired::{DesiredState, Schedule, Source, UnitFiles};
@@ -275,7 +278,8 @@ pub struct Agent {
     io: Io,
     presence: Presence,
     publisher: Publisher,
-    sources: [Source; 3],
+    /// Machine, schedule and globals, in [`SourceKind::ALL`] order; followed once registered.
+    sources: Option<[Source; 3]>,
     files: UnitFiles,
     schedule: Schedule,
     desired: DesiredState,
@@ -285,7 +289,6 @@ pub struct Agent {
     observed: BTreeMap<String, UnitObserved>,
     inventory_known: bool,
     desired_known: bool,
-    sources_started: bool,
     /// The sources changed: decode them again.
     schedule_dirty: bool,
     /// The schedule or the unit files changed: compute the desired state again.
@@ -326,7 +329,7 @@ impl Agent {
             ),
             presence: Presence::new(ks.machine_object(&id), record, config.agent_ttl, now),
             publisher: Publisher::new(&ks, &id, config.agent_ttl),
-            sources: SourceKind::ALL.map(|kind| Source::new(kind, &ks, &id)),
+            sources: None,
             files: UnitFiles::default(),
             schedule: Schedule::default(),
             desired: DesiredState::default(),
@@ -334,7 +337,6 @@ impl Agent {
             observed: BTreeMap::new(),
             inventory_known: false,
             desired_known: false,
-            sources_started: false,
             schedule_dirty: false,
             desired_dirty: false,
             publish_all: false,
@@ -438,7 +440,12 @@ impl Agent {
                 .min()
                 .map(|at| (at, Reason::RequestTimeout));
         }
-        let source_retry = self.sources.iter().filter_map(Source::retry_at).min();
+        let sources = self.sources.iter().flatten().filter_map(Source::timeout);
+        let sources = sources.map(|(at, timer)| match timer {
+            FollowTimer::AnswerDeadline => (at, Reason::RequestTimeout),
+            FollowTimer::Retry => (at, Reason::SourceRetry),
+            FollowTimer::Resync => (at, Reason::Resync),
+        });
         let request = self.io.pending.values().filter_map(|p| p.deadline).min();
         let reconcile = self.reconcile_at.filter(|_| self.inventory_known);
         [
@@ -446,13 +453,13 @@ impl Agent {
             (self.heartbeat_at, Reason::Heartbeat),
             (reconcile, Reason::Reconcile),
             (self.resync_at, Reason::Resync),
-            (source_retry, Reason::SourceRetry),
             (self.files.next_retry(), Reason::UnitFileRetry),
             (self.publisher.next_timeout(), Reason::PublishRetry),
             (request, Reason::RequestTimeout),
         ]
         .into_iter()
         .filter_map(|(at, reason)| at.map(|at| (at, reason)))
+        .chain(sources)
         .min()
     }
 
@@ -498,8 +505,8 @@ impl Agent {
             let period = self.config.heartbeat_period();
             self.heartbeat_at = Some(now + self.io.rng.jitter(period, 0.1));
         }
-        for source in &mut self.sources {
-            source.handle_timeout(now, &mut self.io);
+        for source in self.sources.iter_mut().flatten() {
+            self.schedule_dirty |= source.handle_timeout(now, &mut self.io);
         }
         if self.files.next_retry().is_some_and(|at| at <= now) {
             let hashes = self.schedule.hashes();
@@ -531,27 +538,18 @@ impl Agent {
         if self.shutdown.is_some() && pending.owner != Owner::Shutdown {
             return;
         }
-        let still_streaming = pending.kind == PendingKind::Watch && result.is_ok();
-        if !still_streaming {
+        // A source forgets its follower's requests itself (a watch lives on).
+        if pending.kind != PendingKind::Follow {
             self.io.pending.remove(&id);
         }
-        if let Err(Failure::HistoryLost { index }) = &result {
-            self.io.known_index = self.io.known_index.max(*index);
-        }
-        if let Ok(reply) = &result {
-            let index = match reply {
-                Reply::Got { index, .. } | Reply::Deleted { index } => *index,
-                Reply::Put { node } => node.modified_index,
-                Reply::Event(event) => event.node.modified_index,
-            };
-            self.io.known_index = self.io.known_index.max(index);
-            if pending.kind != PendingKind::Watch {
-                // etcd answers again: work waiting out a backoff may go now.
-                for source in &mut self.sources {
-                    source.retry_now(now);
-                }
-                self.publisher.retry_now(now);
+        if let Ok(reply) = &result
+            && !matches!(reply, Reply::Event(_))
+        {
+            // etcd answers again: work waiting out a backoff may go now.
+            for source in self.sources.iter_mut().flatten() {
+                source.retry_now(now);
             }
+            self.publisher.retry_now(now);
         }
         self.route_registry(pending.owner, id, result, now);
     }
@@ -583,9 +581,9 @@ impl Agent {
                 }
             }
             Owner::Source(kind) => {
-                let source = &mut self.sources[kind as usize];
-                if source.handle_response(id, result, now, &mut self.io) {
-                    self.schedule_dirty = true;
+                if let Some(source) = self.sources.as_mut().map(|s| &mut s[kind as usize]) {
+                    let response = Response { id, result };
+                    self.schedule_dirty |= source.handle_response(&response, now, &mut self.io);
                 }
             }
             Owner::UnitFile => {
@@ -691,11 +689,21 @@ impl Agent {
             let period = self.config.heartbeat_period();
             self.heartbeat_at = Some(now + self.io.rng.jitter(period, 0.1));
         }
-        if !self.sources_started {
-            self.sources_started = true;
-            for source in &mut self.sources {
-                source.read(now, &mut self.io);
-            }
+        if self.sources.is_none() {
+            let config = &self.config;
+            let follow = FollowConfig {
+                resync_interval: config.resync_interval,
+                resync_jitter: 0.2,
+                request_timeout: config.registry_timeout,
+                retry_delay: FollowConfig::default().retry_delay,
+            };
+            let io = &mut self.io;
+            self.sources = Some(SourceKind::ALL.map(|kind| {
+                // A seed per source, so that their resyncs spread out.
+                let seed = config.seed ^ (kind as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let (ks, id) = (&config.keyspace, &config.machine_id);
+                Source::new(kind, ks, id, follow.clone(), seed, io, now)
+            }));
             let resync = self.config.resync_interval;
             self.resync_at = Some(now + self.io.rng.jitter(resync, 0.2));
         }
@@ -710,10 +718,8 @@ impl Agent {
 
     fn resync(&mut self, now: Instant) {
         let resync = self.config.resync_interval;
+        // The sources resync on their own followers' timers.
         self.resync_at = Some(now + self.io.rng.jitter(resync, 0.2));
-        for source in &mut self.sources {
-            source.read(now, &mut self.io);
-        }
         let mut referenced = self.schedule.hashes();
         referenced.extend(self.current.values().filter_map(|c| c.hash));
         self.files.resync(&referenced);
@@ -736,10 +742,15 @@ impl Agent {
         if self.shutdown.is_some() {
             return;
         }
-        let sources_complete = self.sources.iter().all(Source::complete);
-        if self.schedule_dirty && sources_complete {
+        let sources = self
+            .sources
+            .as_ref()
+            .filter(|s| s.iter().all(Source::complete));
+        let sources_complete = sources.is_some();
+        if self.schedule_dirty
+            && let Some([machine, schedule, globals]) = sources
+        {
             self.schedule_dirty = false;
-            let [machine, schedule, globals] = &self.sources;
             self.schedule = Schedule::decode(&self.config.metadata, machine, schedule, globals);
             for name in &self.schedule.bad {
                 if self.reported_bad.insert(name.clone()) {

@@ -93,6 +93,8 @@ pub struct PrefixFollower {
     /// False for a polling follower (see [`PrefixFollower::without_watch`]).
     watching: bool,
     retry_at: Option<Instant>,
+    /// With [`PrefixFollower::with_retry_backoff`]: (the next delay, its cap).
+    backoff: Option<(Duration, Duration)>,
     resync_at: Option<Instant>,
     commands: VecDeque<(OpId, Request)>,
     events: VecDeque<FollowEvent>,
@@ -116,6 +118,7 @@ impl PrefixFollower {
             watch: None,
             watching: true,
             retry_at: None,
+            backoff: None,
             resync_at: None,
             commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -129,6 +132,20 @@ impl PrefixFollower {
     pub fn without_watch(mut self) -> PrefixFollower {
         self.watching = false;
         self
+    }
+
+    /// A follower whose retry delay doubles after each failure in a row, up to `max`, plus up to
+    /// 20 % jitter, so that a host that lost the registry does not poll it every `retry_delay`.
+    pub fn with_retry_backoff(mut self, max: Duration) -> PrefixFollower {
+        self.backoff = Some((self.config.retry_delay, max));
+        self
+    }
+
+    /// The registry answers again: a retry waiting out its delay goes at the next timeout.
+    pub fn retry_now(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|at| at > now) {
+            self.retry_at = Some(now);
+        }
     }
 
     /// Reads the prefix now, unless a read or directory creation is already in flight.
@@ -173,7 +190,7 @@ impl PrefixFollower {
                 (PendingKind::CreateDirectory, Ok(_) | Err(Failure::PreconditionFailed)) => {
                     self.send(PendingKind::Read, ids, now)
                 }
-                _ => self.retry_at = Some(now + self.config.retry_delay),
+                _ => self.retry_later(now),
             }
             return true;
         }
@@ -182,6 +199,7 @@ impl PrefixFollower {
         }
         match &response.result {
             Ok(Reply::Event(event)) => {
+                self.reset_backoff();
                 // Events up to the snapshot's index are already part of it.
                 if event.node.modified_index > self.index {
                     self.index = event.node.modified_index;
@@ -197,7 +215,7 @@ impl PrefixFollower {
             }
             Err(_) => {
                 self.watch = None;
-                self.retry_at = Some(now + self.config.retry_delay);
+                self.retry_later(now);
             }
         }
         true
@@ -274,6 +292,24 @@ impl PrefixFollower {
         self.retry_at = None;
     }
 
+    fn retry_later(&mut self, now: Instant) {
+        let delay = match &mut self.backoff {
+            Some((next, max)) => {
+                let delay = *next;
+                *next = (*next * 2).min(*max);
+                self.rng.jitter(delay, 0.2)
+            }
+            None => self.config.retry_delay,
+        };
+        self.retry_at = Some(now + delay);
+    }
+
+    fn reset_backoff(&mut self) {
+        if let Some((next, _)) = &mut self.backoff {
+            *next = self.config.retry_delay;
+        }
+    }
+
     fn start_watch(&mut self, ids: &mut OpIdGen) {
         let id = ids.next_id();
         self.commands.push_back((
@@ -287,6 +323,7 @@ impl PrefixFollower {
     }
 
     fn snapshot(&mut self, node: &Node, index: u64, ids: &mut OpIdGen, now: Instant) {
+        self.reset_backoff();
         let period = self
             .rng
             .jitter(self.config.resync_interval, self.config.resync_jitter);
@@ -560,6 +597,59 @@ mod tests {
             Some((_, Request::Get { .. }))
         ));
         assert_eq!(follower.watch_id(), None);
+    }
+
+    #[test]
+    fn retry_backoff_doubles_up_to_its_cap_resets_on_success_and_can_be_cut_short() {
+        let mut ids = OpIdGen::new(9);
+        let mut follower = PrefixFollower::new(PREFIX, FollowConfig::default(), 3, &mut ids, at(0))
+            .with_retry_backoff(Duration::from_secs(4));
+        let mut now = at(0);
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            let (read, _) = follower.poll_command().expect("a read");
+            follower.handle_input(
+                &err(read, Failure::Unreachable("down".into())),
+                &mut ids,
+                now,
+            );
+            let (retry, why) = follower.poll_timeout().unwrap();
+            assert_eq!(why, FollowTimer::Retry);
+            delays.push(retry.saturating_since(now));
+            now = retry;
+            follower.handle_timeout(&mut ids, now);
+        }
+        for (delay, base) in delays.iter().zip([1u64, 2, 4, 4, 4]) {
+            let base = Duration::from_secs(base);
+            assert!(*delay >= base && *delay <= base.mul_f64(1.2), "{delays:?}");
+        }
+        // The registry answers again: the next retry goes now, and a success resets the delay.
+        let (read, _) = follower.poll_command().unwrap();
+        follower.handle_input(
+            &err(read, Failure::Unreachable("down".into())),
+            &mut ids,
+            now,
+        );
+        follower.retry_now(now);
+        assert_eq!(follower.poll_timeout(), Some((now, FollowTimer::Retry)));
+        follower.handle_timeout(&mut ids, now);
+        let (read, _) = follower.poll_command().unwrap();
+        let got = ok(
+            read,
+            Reply::Got {
+                node: dir(4),
+                index: 4,
+            },
+        );
+        follower.handle_input(&got, &mut ids, now);
+        let (watch, _) = follower.poll_command().unwrap();
+        follower.handle_input(
+            &err(watch, Failure::Unreachable("down".into())),
+            &mut ids,
+            now,
+        );
+        let (retry, _) = follower.poll_timeout().unwrap();
+        assert!(retry.saturating_since(now) <= Duration::from_millis(1200));
     }
 
     #[test]

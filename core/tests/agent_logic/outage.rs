@@ -3,6 +3,7 @@
 
 use crate::harness::{MACHINE, World, unit};
 use flt_core::agent::Event;
+use flt_core::registry::Request;
 use flt_core::registry::records::TargetState::*;
 
 fn running_world() -> World {
@@ -131,4 +132,36 @@ fn host_shutdown_removes_presence_and_states_at_once_and_then_stays_quiet() {
     w.secs(120);
     assert_eq!(w.etcd.log.len(), sent, "{:?}", &w.etcd.log[sent..]);
     assert!(w.systemd.actions().is_empty(), "{:?}", w.systemd.actions());
+}
+
+#[test]
+fn the_schedule_is_retried_with_backoff_during_an_outage_and_at_once_after_it() {
+    let mut w = running_world();
+    w.etcd.set_down(true);
+    let from = w.now;
+    w.secs(300);
+    let source_requests = |w: &World, since| {
+        w.requests_since(since)
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Request::Get {
+                        recursive: true,
+                        ..
+                    } | Request::Watch { .. }
+                )
+            })
+            .count()
+    };
+    // Three sources, each retried after 1, 2, 4 … up to 60 s (+ jitter): about ten times each.
+    let during = source_requests(&w, from);
+    println!("schedule source requests in a 300 s outage: {during}");
+    assert!((15..=45).contains(&during), "{during}");
+    // etcd answers again (the presence retries first): the sources do not wait out their delay.
+    w.etcd.set_down(false);
+    let key = w.ks.schedule_entry(MACHINE, "b.service");
+    w.etcd.delete(&key);
+    w.secs(5);
+    assert_eq!(w.systemd.actions(), ["unload b.service", "reload"]);
 }

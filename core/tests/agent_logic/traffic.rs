@@ -61,3 +61,25 @@ fn steady_state_traffic_does_not_grow_with_the_number_of_units() {
     assert_eq!(writes, refreshes);
     assert!((108..=120).contains(&refreshes), "{refreshes}");
 }
+
+#[test]
+fn missing_directories_are_created_and_watched_so_a_new_unit_needs_no_read() {
+    let mut w = World::empty();
+    w.start();
+    let schedule = w.ks.schedule_dir(crate::harness::MACHINE);
+    for dir in [&schedule, &w.ks.globals_dir()] {
+        assert!(w.etcd.exists(dir), "{dir} not created");
+    }
+    let sent = w.etcd.log.len();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    assert_eq!(
+        w.systemd.actions(),
+        ["load a.service", "reload", "start a.service"]
+    );
+    // The watch delivered it: the schedule was not read again.
+    let reads = w.etcd.log[sent..]
+        .iter()
+        .filter(|(_, r)| matches!(r, Request::Get { key, .. } if *key == schedule))
+        .count();
+    assert_eq!(reads, 0);
+}
