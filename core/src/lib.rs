@@ -82,6 +82,7 @@
 //!   (leader lease, cluster model, event-driven reconcile, registry writes).
 //! - [`agent`]: the per-machine executor (desired vs. observed state, tasks for systemd).
 //! - [`api`]: HTTP API v1 entities, page tokens and request decisions (no HTTP itself).
+//! - [`node`]: [`node::Node`], one fltd: agent, engine and API front end behind one interface.
 
 #![forbid(unsafe_code)]
 
@@ -90,6 +91,7 @@ pub mod api;
 pub mod engine;
 pub mod glob;
 pub mod goquote;
+pub mod node;
 pub mod registry;
 pub mod rng;
 pub mod time;

@@ -6,7 +6,10 @@
 //! Each directory remembers the index of its last full read, and events at or below it are
 //! ignored: a re-read while a watch is running never goes back in time.
 
-use super::records::{JobRecord, MachineRecord, ScheduleRecord, TargetState, UnitFileRecord};
+use super::Record;
+use super::records::{
+    JobRecord, MachineRecord, ScheduleRecord, TargetState, UnitFileRecord, UnitStateRecord,
+};
 use super::{Event, KeyKind, Keyspace, Node};
 use crate::engine::{ClusterSnapshot, MachineSnapshot, UnitSnapshot};
 use crate::unit::{Requirements, UnitFile, UnitHash};
@@ -384,6 +387,94 @@ impl ClusterView {
             })
             .collect();
         ClusterSnapshot { machines, units }
+    }
+}
+
+/// `P/unit-states/<machine>/<name>`: what each agent last published, kept from recursive reads
+/// and watch events of `P/unit-states` like [`ClusterView`]. Keyed by (unit name, machine ID),
+/// the order the API lists them in. Records that do not decode are left out.
+#[derive(Clone, Debug, Default)]
+pub struct UnitStatesView {
+    keyspace: Keyspace,
+    states: BTreeMap<(String, String), UnitStateRecord>,
+    read_index: u64,
+    event_index: u64,
+}
+
+impl UnitStatesView {
+    pub fn new(keyspace: Keyspace) -> UnitStatesView {
+        UnitStatesView {
+            keyspace,
+            ..UnitStatesView::default()
+        }
+    }
+
+    /// Every state, by (unit name, machine ID).
+    pub fn states(&self) -> &BTreeMap<(String, String), UnitStateRecord> {
+        &self.states
+    }
+
+    /// The state `machine` published for `name`.
+    pub fn get(&self, name: &str, machine: &str) -> Option<&UnitStateRecord> {
+        self.states.get(&(name.to_string(), machine.to_string()))
+    }
+
+    /// The registry index of the last full read (0 if never read).
+    pub fn read_index(&self) -> u64 {
+        self.read_index
+    }
+
+    /// Replaces everything with a recursive read of `P/unit-states` (`None`: it does not
+    /// exist). A read older than an applied event is dropped; returns whether it was applied.
+    pub fn apply_read(&mut self, node: Option<&Node>, index: u64) -> bool {
+        if index < self.event_index {
+            return false;
+        }
+        self.states.clear();
+        if let Some(node) = node {
+            for child in node.walk().filter(|n| !n.dir) {
+                if let Some(KeyKind::UnitState { machine, name }) =
+                    self.keyspace.classify(&child.key)
+                {
+                    self.set(machine, name, &child.key, child.value.as_deref());
+                }
+            }
+        }
+        self.read_index = index;
+        true
+    }
+
+    /// Applies one watch event; returns whether the model changed.
+    pub fn apply_event(&mut self, event: &Event) -> bool {
+        let Some(kind) = self.keyspace.classify(&event.node.key) else {
+            return false;
+        };
+        if event.node.modified_index != 0 && event.node.modified_index <= self.read_index {
+            return false;
+        }
+        self.event_index = self.event_index.max(event.node.modified_index);
+        let value = if event.action.is_removal() {
+            None
+        } else {
+            event.node.value.as_deref()
+        };
+        match kind {
+            KeyKind::UnitState { machine, name } if !event.node.dir => {
+                self.set(machine, name, &event.node.key, value)
+            }
+            // The machine's directory expired or was deleted: its states go with it.
+            KeyKind::MachineStates { machine } if event.action.is_removal() => {
+                let before = self.states.len();
+                self.states.retain(|(_, m), _| *m != machine);
+                before != self.states.len()
+            }
+            _ => false,
+        }
+    }
+
+    fn set(&mut self, machine: String, name: String, key: &str, value: Option<&str>) -> bool {
+        let record = value.and_then(|v| UnitStateRecord::decode(key, v).ok());
+        set_or_remove(&mut self.states, (name, machine), record)
     }
 }
 

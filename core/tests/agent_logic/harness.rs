@@ -75,6 +75,13 @@ impl Etcd {
             .collect()
     }
 
+    /// The next answer or watch event for the client (for harnesses that drive other state
+    /// machines against this model, e.g. `node_logic`).
+    #[allow(dead_code)]
+    pub fn next_response(&mut self) -> Option<Response> {
+        self.out.pop_front()
+    }
+
     /// Forget all events so far: a watch from an older index gets HistoryLost.
     pub fn forget_history(&mut self) {
         self.history.clear();
@@ -207,6 +214,8 @@ impl Etcd {
                 message: "Not a file".into(),
             });
         }
+        // etcd v2 reports a directory's removal with `dir: true`.
+        let dir = k.value.is_none();
         let doomed: Vec<String> = self
             .keys
             .keys()
@@ -221,6 +230,7 @@ impl Etcd {
             action,
             Node {
                 key: key.to_string(),
+                dir,
                 modified_index: self.index,
                 ..Node::default()
             },
@@ -383,6 +393,18 @@ impl Systemd {
                 None => kind_of(r).to_string(),
             })
             .collect()
+    }
+
+    /// Carries out a request (answered through [`Systemd::next_input`]).
+    #[allow(dead_code)]
+    pub fn answer(&mut self, id: OpId, request: SystemdRequest) {
+        self.handle(id, request);
+    }
+
+    /// The next reply or state change for the agent.
+    #[allow(dead_code)]
+    pub fn next_input(&mut self) -> Option<Input> {
+        self.out.pop_front()
     }
 
     fn handle(&mut self, id: OpId, request: SystemdRequest) {

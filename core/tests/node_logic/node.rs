@@ -1,0 +1,306 @@
+//! One `Node` (engine + agent + API front end) against the etcd and systemd models.
+
+use crate::harness::{Etcd, Systemd};
+use flt_core::api::front::{ApiRequest, ApiRequestId, ApiResponse};
+use flt_core::engine::EngineEvent;
+use flt_core::node::{Command, Event, Input, Node, NodeConfig};
+use flt_core::registry::Keyspace;
+use flt_core::time::Instant;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+struct Cluster {
+    node: Node,
+    etcd: Etcd,
+    systemd: Systemd,
+    now: Instant,
+    events: Vec<Event>,
+    answers: BTreeMap<ApiRequestId, ApiResponse>,
+    cancelled: Vec<flt_core::registry::OpId>,
+    next_request: u64,
+}
+
+fn config() -> NodeConfig {
+    let mut config = NodeConfig::new("m1");
+    config.public_ip = "10.0.0.1".into();
+    config.version = "test".into();
+    config.seed = 11;
+    config
+}
+
+impl Cluster {
+    fn new(config: NodeConfig) -> Cluster {
+        let mut cluster = Cluster {
+            node: Node::new(config, Instant::ZERO),
+            etcd: Etcd::default(),
+            systemd: Systemd::default(),
+            now: Instant::ZERO,
+            events: Vec::new(),
+            answers: BTreeMap::new(),
+            cancelled: Vec::new(),
+            next_request: 0,
+        };
+        cluster
+            .node
+            .handle_input(Input::Inventory(Vec::new()), Instant::ZERO);
+        cluster.pump();
+        cluster
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..1_000_000 {
+            let mut moved = false;
+            while let Some(command) = self.node.poll_command() {
+                moved = true;
+                match command {
+                    Command::Registry { id, request } => self.etcd.handle(self.now, id, request),
+                    Command::Systemd { id, request } => self.systemd.answer(id, request),
+                    Command::CancelWatch { id } => self.cancelled.push(id),
+                }
+            }
+            while let Some(event) = self.node.poll_event() {
+                self.events.push(event);
+            }
+            while let Some((id, answer)) = self.node.poll_api_response() {
+                self.answers.insert(id, answer);
+            }
+            if let Some(response) = self.etcd.next_response() {
+                moved = true;
+                self.node.handle_input(Input::Registry(response), self.now);
+            } else if let Some(input) = self.systemd.next_input() {
+                moved = true;
+                let input = match input {
+                    flt_core::agent::Input::Systemd(reply) => Input::Systemd(reply),
+                    flt_core::agent::Input::UnitObserved(unit) => Input::UnitObserved(unit),
+                    other => panic!("the systemd model sent {other:?}"),
+                };
+                self.node.handle_input(input, self.now);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the node never went idle");
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        for _ in 0..1_000_000 {
+            self.pump();
+            let next = [
+                self.node.poll_timeout().map(|(at, _)| at),
+                self.etcd.next_expiry(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(at) if at <= target => {
+                    self.now = self.now.max(at);
+                    self.etcd.expire(self.now);
+                    self.node.handle_timeout(self.now);
+                }
+                _ => {
+                    self.now = target;
+                    self.etcd.expire(self.now);
+                    self.node.handle_timeout(self.now);
+                    self.pump();
+                    return;
+                }
+            }
+        }
+        panic!("time never reached {target:?}");
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &str) -> ApiResponse {
+        self.next_request += 1;
+        let id = ApiRequestId(self.next_request);
+        let content_types = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec!["application/json".to_string()]
+        };
+        let request = ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            content_types,
+            body: body.as_bytes().to_vec(),
+        };
+        self.node.handle_api_request(id, request, self.now);
+        self.pump();
+        self.answers
+            .remove(&id)
+            .unwrap_or_else(|| panic!("no answer to {method} {path}"))
+    }
+
+    fn get_json(&mut self, path: &str) -> Value {
+        let answer = self.request("GET", path, "");
+        assert_eq!(answer.status, 200, "{}", answer.body_text());
+        serde_json::from_slice(&answer.body).expect("JSON")
+    }
+}
+
+#[test]
+fn a_unit_put_through_the_api_is_scheduled_started_and_reported_launched() {
+    // An empty registry: nothing has been created yet.
+    let mut c = Cluster::new(config());
+    assert!(c.events.contains(&Event::ApiReady));
+    c.advance(Duration::from_secs(3));
+    assert!(
+        c.node.engine().is_some_and(|e| e.is_leader()),
+        "{:?}",
+        c.events
+    );
+    assert!(c.node.agent().is_registered());
+    let machines = c.get_json("/flt/v1/machines");
+    assert_eq!(
+        machines,
+        json!({"machines": [{"id": "m1", "primaryIP": "10.0.0.1"}]})
+    );
+
+    let body = json!({
+        "desiredState": "launched",
+        "options": [{"section": "Service", "name": "ExecStart", "value": "/bin/hello"}]
+    });
+    let answer = c.request("PUT", "/flt/v1/units/hello.service", &body.to_string());
+    assert_eq!(answer.status, 201, "{}", answer.body_text());
+    // Read-your-writes: desired at once, not yet current.
+    let unit = c.get_json("/flt/v1/units/hello.service");
+    assert_eq!(unit["desiredState"], "launched");
+    assert_eq!(unit["currentState"], "inactive");
+
+    c.advance(Duration::from_secs(1));
+    assert!(c.events.iter().any(|e| matches!(
+        e,
+        Event::Engine(EngineEvent::UnitScheduled { unit, machine })
+            if unit == "hello.service" && machine == "m1"
+    )));
+    let ks = Keyspace::default();
+    assert_eq!(c.etcd.value(&ks.job_target("hello.service")), Some("m1"));
+    assert_eq!(c.systemd.active("hello.service"), Some("active"));
+    assert!(
+        c.systemd
+            .actions()
+            .contains(&"start hello.service".to_string())
+    );
+
+    let unit = c.get_json("/flt/v1/units/hello.service");
+    assert_eq!(unit["currentState"], "launched", "{unit}");
+    assert_eq!(unit["machineID"], "m1");
+    let states = c.get_json("/flt/v1/state");
+    assert_eq!(
+        states["states"][0]["systemdActiveState"], "active",
+        "{states}"
+    );
+    assert_eq!(states["states"][0]["machineID"], "m1");
+
+    // Stop it: desired loaded; the agent stops it and the API says loaded.
+    let answer = c.request(
+        "PUT",
+        "/flt/v1/units/hello.service",
+        &json!({"desiredState": "loaded"}).to_string(),
+    );
+    assert_eq!(answer.status, 204);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(c.systemd.active("hello.service"), Some("inactive"));
+    assert_eq!(
+        c.get_json("/flt/v1/units/hello.service")["currentState"],
+        "loaded"
+    );
+
+    // Destroy: unscheduled, unloaded, gone from the API.
+    assert_eq!(
+        c.request("DELETE", "/flt/v1/units/hello.service", "")
+            .status,
+        204
+    );
+    c.advance(Duration::from_secs(1));
+    assert_eq!(c.systemd.active("hello.service"), None);
+    assert_eq!(c.get_json("/flt/v1/units"), json!({}));
+}
+
+#[test]
+fn registry_answers_reach_the_component_that_asked() {
+    // The engine waits for the API front end's first read (which creates missing directories).
+    let fresh = Node::new(config(), Instant::ZERO);
+    assert!(fresh.engine().is_none());
+    assert!(!fresh.api().is_ready());
+    let mut c = Cluster::new(config());
+    assert!(c.node.engine().is_some());
+    c.advance(Duration::from_secs(1));
+    // Every component got its answers: the agent registered, the engine read the registry,
+    // the front end is ready.
+    assert!(c.node.agent().is_registered());
+    assert!(c.node.engine().is_some_and(|e| e.is_synced()));
+    assert!(c.node.api().is_ready());
+    // An answer to an id nobody handed out is ignored.
+    c.node.handle_input(
+        Input::Registry(flt_core::registry::Response {
+            id: flt_core::registry::OpId(7 << 56 | 1),
+            result: Err(flt_core::registry::Failure::Timeout),
+        }),
+        c.now,
+    );
+    c.pump();
+}
+
+#[test]
+fn disable_engine_runs_no_engine_and_the_api_still_serves() {
+    let mut config = config();
+    config.disable_engine = true;
+    let mut c = Cluster::new(config);
+    c.advance(Duration::from_secs(3));
+    assert!(c.node.engine().is_none());
+    assert!(
+        !c.etcd.exists(&Keyspace::default().engine_lease()),
+        "nobody contends for the lease"
+    );
+    let body = json!({
+        "desiredState": "launched",
+        "options": [{"section": "Service", "name": "ExecStart", "value": "/bin/hello"}]
+    });
+    assert_eq!(
+        c.request("PUT", "/flt/v1/units/hello.service", &body.to_string())
+            .status,
+        201
+    );
+    c.advance(Duration::from_secs(3));
+    assert_eq!(
+        c.get_json("/flt/v1/units/hello.service")["currentState"],
+        "inactive",
+        "no engine: never scheduled"
+    );
+}
+
+#[test]
+fn shutdown_releases_the_lease_and_cancels_the_api_watches() {
+    let mut c = Cluster::new(config());
+    c.advance(Duration::from_secs(3));
+    let ks = Keyspace::default();
+    assert!(c.etcd.exists(&ks.engine_lease()));
+    let watches = c.node.api().watch_ids();
+    assert_eq!(watches.len(), 4);
+    c.node.shutdown(c.now);
+    c.pump();
+    assert!(c.node.is_stopped());
+    assert!(!c.etcd.exists(&ks.engine_lease()));
+    assert_eq!(c.cancelled, watches);
+    assert!(
+        c.etcd.exists(&ks.machine_object("m1")),
+        "a plain stop leaves presence to expire"
+    );
+    assert_eq!(c.request("GET", "/flt/v1/units", "").status, 503);
+}
+
+#[test]
+fn host_shutdown_also_deletes_presence_and_unit_states() {
+    let mut c = Cluster::new(config());
+    c.advance(Duration::from_secs(3));
+    let ks = Keyspace::default();
+    c.node.host_shutdown(c.now);
+    c.pump();
+    assert!(c.node.is_stopped());
+    assert!(!c.etcd.exists(&ks.machine_object("m1")));
+    assert!(!c.etcd.exists(&ks.machine_states_dir("m1")));
+}
