@@ -108,7 +108,7 @@ fn api(host: &Host, method: &str, path: &str, body: Option<&str>) -> Result<(u16
 }
 
 /// Installs the shipped unit files with the test's binary path and settings, and starts them.
-fn install_fltd(host: &Host, fltd: &Path, etcd: &str) {
+fn install_fltd(host: &Host, fltd: &Path, etcd: &str, agent_ttl_secs: u64) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
     let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
@@ -126,7 +126,7 @@ fn install_fltd(host: &Host, fltd: &Path, etcd: &str) {
     std::fs::write(
         dropin.join("test.conf"),
         format!(
-            "[Service]\nEnvironment=FLT_ETCD_SERVERS={etcd}\nEnvironment=FLT_AGENT_TTL={AGENT_TTL_SECS}s\n\
+            "[Service]\nEnvironment=FLT_ETCD_SERVERS={etcd}\nEnvironment=FLT_AGENT_TTL={agent_ttl_secs}s\n\
              Environment=FLT_VERBOSITY=1\n"
         ),
     )
@@ -172,11 +172,8 @@ fn running_on(cluster: &Cluster) -> Vec<usize> {
         .collect()
 }
 
-#[test]
-fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
-    if !flt_tests::testhost::require_hosts() {
-        return;
-    }
+/// Two hosts running fltd (agent_ttl `agent_ttl_secs`), both registered.
+fn cluster_with_fltd(agent_ttl_secs: u64) -> Cluster {
     let target = Bind::cargo_target_dir();
     let fltd = build_fltd(&target);
     let cluster = Cluster::start(ClusterConfig {
@@ -192,7 +189,7 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
     let etcd = cluster.etcd_endpoint();
     let started = Instant::now();
     for host in cluster.hosts() {
-        install_fltd(host, &fltd, &etcd);
+        install_fltd(host, &fltd, &etcd, agent_ttl_secs);
     }
 
     // Both machines registered, seen through either host's API.
@@ -233,7 +230,12 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
             host.name()
         );
     }
+    cluster
+}
 
+/// PUTs the test unit as launched and returns the host it became active on.
+fn launch(cluster: &Cluster) -> usize {
+    let h1 = cluster.host(0);
     // Launch: runs on exactly one host.
     let body = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 100000"}]}"#;
     let (status, answer) = api(h1, "PUT", &format!("/flt/v1/units/{UNIT}"), Some(body))
@@ -243,7 +245,7 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
     let owner = wait_for(
         "the unit active on one host",
         Duration::from_secs(30),
-        || match running_on(&cluster).as_slice() {
+        || match running_on(cluster).as_slice() {
             [one] => Ok(*one),
             other => Err(format!("active on {other:?}")),
         },
@@ -253,6 +255,17 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
         owner + 1,
         launched.elapsed().as_secs_f64()
     );
+    owner
+}
+
+#[test]
+fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
+    if !flt_tests::testhost::require_hosts() {
+        return;
+    }
+    let cluster = cluster_with_fltd(AGENT_TTL_SECS);
+    let h1 = cluster.host(0);
+    let owner = launch(&cluster);
     let (status, state) =
         api(h1, "GET", &format!("/flt/v1/units/{UNIT}"), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200);
@@ -318,6 +331,26 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
         before,
         "the unit was restarted by fltd's restart"
     );
+    // SIGHUP: the core and drivers are rebuilt, the API socket stays, the unit is left alone.
+    exec(owner_host, &["systemctl", "reload", "fltd.service"]);
+    wait_for("the API after SIGHUP", Duration::from_secs(30), || {
+        let logs = owner_host
+            .logs(&["-u", "fltd"])
+            .map_err(|e| e.to_string())?;
+        let (status, body) = api(owner_host, "GET", "/flt/v1/machines", None)?;
+        if logs.contains("Reloading configuration") && status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    });
+    std::thread::sleep(Duration::from_secs(AGENT_TTL_SECS + 3));
+    assert_eq!(
+        running_on(&cluster),
+        vec![owner],
+        "the unit moved after SIGHUP"
+    );
+    assert_eq!(start_timestamp(owner_host), before, "restarted by SIGHUP");
     let logs = owner_host
         .logs(&["-u", "fltd"])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -368,6 +401,66 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
             Err("still active or file present".to_string())
         }
     });
-    let (status, _) = api(survivor, "GET", "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
+    let (status, metrics) =
+        api(survivor, "GET", "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200);
+    assert!(
+        metrics.contains("flt_engine_reconcile_count_total "),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_host_shutting_down_deletes_its_presence_so_its_units_move_at_once() {
+    if !flt_tests::testhost::require_hosts() {
+        return;
+    }
+    // A TTL far longer than the wait below: only the deletion at shutdown explains a move.
+    let ttl = 60;
+    let cluster = cluster_with_fltd(ttl);
+    let owner = launch(&cluster);
+    let owner_host = cluster.host(owner);
+    let presence = format!(
+        "/v2/keys/_coreos.com/flt/machines/{}/object",
+        owner_host.machine_id()
+    );
+    let record = cluster
+        .etcd()
+        .get(&presence)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(record.contains("\"value\""), "presence before: {record}");
+    let stopped = Instant::now();
+    owner_host.stop().unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "h{} powered off in {:.2}s",
+        owner + 1,
+        stopped.elapsed().as_secs_f64()
+    );
+    let record = cluster
+        .etcd()
+        .get(&presence)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        record.contains("\"errorCode\":100"),
+        "presence still there after poweroff: {record}"
+    );
+    let other = 1 - owner;
+    wait_for(
+        "the unit active on the other host",
+        Duration::from_secs(20),
+        || match running_on(&cluster).as_slice() {
+            [one] if *one == other => Ok(()),
+            list => Err(format!("active on {list:?}")),
+        },
+    );
+    println!(
+        "host shutdown: {UNIT} active on h{} {:.2}s after h{}'s poweroff began (agent_ttl {ttl}s)",
+        other + 1,
+        stopped.elapsed().as_secs_f64(),
+        owner + 1
+    );
+    let logs = owner_host
+        .logs(&["-u", "fltd"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(logs.contains("The host is shutting down"), "{logs}");
 }
