@@ -118,6 +118,10 @@ fn run(config_file: Option<&Path>) {
             Ended::Stop(signal) => {
                 log::info!("Received {signal:?}, shutting down");
                 notify(&host, Notifier::stopping);
+                // The process ends here: do not join the systemd threads, whose D-Bus call in
+                // flight (the bus may already be gone at shutdown) can block for its timeout.
+                // Units are systemd's, so nothing is left behind.
+                std::mem::forget(generation.systemd.take());
                 drop(generation);
                 return;
             }
