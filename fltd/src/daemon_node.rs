@@ -590,3 +590,223 @@ fn metrics_text(node: &Node, now: Instant) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flt_core::registry::{Keyspace, Reply, Request};
+
+    const MACHINE: &str = "0123456789abcdef0123456789abcdef";
+
+    fn start() -> (DaemonNode, Instant) {
+        let now = Instant::from_epoch(Duration::from_secs(1));
+        (DaemonNode::new(NodeConfig::new(MACHINE), now), now)
+    }
+
+    fn outgoing(node: &mut DaemonNode) -> Vec<Outgoing> {
+        std::iter::from_fn(|| node.poll_outgoing()).collect()
+    }
+
+    fn systemd_ids(out: &[Outgoing], pick: fn(&sd::SystemdRequest) -> Option<OpId>) -> Vec<OpId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Systemd(request) => pick(request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn inventory_id(request: &sd::SystemdRequest) -> Option<OpId> {
+        match request {
+            sd::SystemdRequest::Inventory { id } => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn system_state_id(request: &sd::SystemdRequest) -> Option<OpId> {
+        match request {
+            sd::SystemdRequest::SystemState { id } => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn deletes(out: &[Outgoing]) -> Vec<(OpId, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Registry(id, Request::Delete { key, .. }) => Some((*id, key.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_inventory_is_the_first_systemd_request_and_is_asked_again_after_a_failure() {
+        let (mut node, now) = start();
+        let out = outgoing(&mut node);
+        assert!(
+            matches!(
+                out.first(),
+                Some(Outgoing::Systemd(sd::SystemdRequest::Inventory { .. }))
+            ),
+            "{out:?}"
+        );
+        let first = systemd_ids(&out, inventory_id);
+        assert_eq!(first.len(), 1);
+        node.handle_systemd(
+            SystemdEvent::Reply {
+                id: first[0],
+                result: Err(sd::SystemdError::Stopped),
+            },
+            now,
+        );
+        assert!(
+            node.poll_timeout()
+                .is_some_and(|at| at <= now + INVENTORY_RETRY)
+        );
+        node.handle_timeout(now + INVENTORY_RETRY / 2);
+        assert!(systemd_ids(&outgoing(&mut node), inventory_id).is_empty());
+        node.handle_timeout(now + INVENTORY_RETRY);
+        let again = systemd_ids(&outgoing(&mut node), inventory_id);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0], first[0]);
+        node.handle_systemd(
+            SystemdEvent::Reply {
+                id: again[0],
+                result: Ok(sd::SystemdReply::Inventory(Vec::new())),
+            },
+            now + INVENTORY_RETRY,
+        );
+        node.handle_timeout(now + INVENTORY_RETRY * 3);
+        assert!(systemd_ids(&outgoing(&mut node), inventory_id).is_empty());
+    }
+
+    fn stop_with_host_state(state: &str) -> (DaemonNode, Vec<Outgoing>, Instant) {
+        let (mut node, now) = start();
+        outgoing(&mut node);
+        node.stop(true, now);
+        assert!(!node.is_stopped(now), "stopped before systemd answered");
+        let asked = systemd_ids(&outgoing(&mut node), system_state_id);
+        assert_eq!(asked.len(), 1);
+        node.handle_systemd(
+            SystemdEvent::Reply {
+                id: asked[0],
+                result: Ok(sd::SystemdReply::SystemState(state.to_string())),
+            },
+            now,
+        );
+        let out = outgoing(&mut node);
+        (node, out, now)
+    }
+
+    #[test]
+    fn a_host_shutting_down_deletes_presence_and_unit_states_before_stopping() {
+        let (mut node, out, now) = stop_with_host_state("stopping");
+        let deletes = deletes(&out);
+        let presence = Keyspace::default().machine_object(MACHINE);
+        assert!(
+            deletes.iter().any(|(_, key)| *key == presence),
+            "{deletes:?}"
+        );
+        assert_eq!(deletes.len(), 2, "{deletes:?}");
+        assert!(
+            !node.is_stopped(now),
+            "stopped before the deletes were answered"
+        );
+        for (id, _) in deletes {
+            node.handle_registry(
+                Response {
+                    id,
+                    result: Ok(Reply::Deleted { index: 7 }),
+                },
+                now,
+            );
+        }
+        assert!(node.is_stopped(now));
+    }
+
+    #[test]
+    fn a_plain_stop_leaves_the_presence_to_its_ttl() {
+        let (node, out, now) = stop_with_host_state("running");
+        assert_eq!(deletes(&out), Vec::new());
+        assert!(node.is_stopped(now));
+    }
+
+    #[test]
+    fn a_stop_without_an_answer_from_systemd_ends_at_the_grace_deadline() {
+        let (mut node, now) = start();
+        outgoing(&mut node);
+        node.stop(true, now);
+        outgoing(&mut node);
+        let later = now + STOP_GRACE;
+        node.handle_timeout(later);
+        assert_eq!(deletes(&outgoing(&mut node)), Vec::new());
+        assert!(node.is_stopped(later));
+    }
+
+    #[test]
+    fn agent_requests_and_driver_replies_map_one_to_one() {
+        let id = OpId(42);
+        let load = systemd_request(
+            id,
+            SystemdRequest::LoadUnit {
+                name: "a.service".into(),
+                text: "[Service]\nExecStart=/bin/true\n".into(),
+                enable: true,
+            },
+        );
+        assert_eq!(
+            load,
+            sd::SystemdRequest::Load {
+                id,
+                name: "a.service".into(),
+                contents: "[Service]\nExecStart=/bin/true\n".into(),
+                enable: true,
+            }
+        );
+        assert_eq!(
+            systemd_request(
+                id,
+                SystemdRequest::ListUnits {
+                    names: vec!["a.service".into()]
+                }
+            ),
+            sd::SystemdRequest::ListStates {
+                id,
+                names: vec!["a.service".into()]
+            }
+        );
+        assert_eq!(
+            systemd_request(id, SystemdRequest::Reload),
+            sd::SystemdRequest::Reload { id }
+        );
+        let state = sd::UnitState {
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+        };
+        let reply = systemd_reply(
+            id,
+            Ok(sd::SystemdReply::States(vec![("a.service".into(), state)])),
+        );
+        assert_eq!(
+            reply.result,
+            Ok(SystemdOutcome::Units(vec![UnitObserved::new(
+                "a.service",
+                "loaded",
+                "active",
+                "running"
+            )]))
+        );
+        assert_eq!(
+            systemd_reply(id, Ok(sd::SystemdReply::Job("/job/1".into()))).result,
+            Ok(SystemdOutcome::Done)
+        );
+        let failed = systemd_reply(id, Err(sd::SystemdError::Stopped));
+        assert_eq!(
+            failed.result,
+            Err(SystemdFailure::Failed(
+                "the systemd driver has stopped".into()
+            ))
+        );
+    }
+}
