@@ -68,8 +68,6 @@ pub struct ApiConfig {
     pub follow: FollowConfig,
     /// Seed for the followers' jitter.
     pub seed: u64,
-    /// fltd's version, sent as `Server: fltd/<version>`.
-    pub version: String,
 }
 
 impl Default for ApiConfig {
@@ -80,7 +78,6 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(5),
             follow: FollowConfig::default(),
             seed: 0,
-            version: String::new(),
         }
     }
 }
@@ -106,7 +103,7 @@ pub struct ApiResponse {
     pub status: u16,
     /// `None`: no `Content-Type` header.
     pub content_type: Option<String>,
-    /// Further headers (`Server`, `Allow`, `Location`).
+    /// Further headers (`Allow`, `Location`). `Server: fltd/<version>` is the HTTP driver's.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -370,7 +367,7 @@ impl ApiFront {
     /// One HTTP request. Reads are answered at once; writes once the registry has answered.
     pub fn handle_request(&mut self, request_id: ApiRequestId, request: ApiRequest, now: Instant) {
         if !self.is_ready() || self.stopped {
-            // Go's http.Error, without the Server header (spec §7.1).
+            // Go's http.Error, as fleet's placeholder handler (spec §7.1).
             let response = ApiResponse {
                 status: 503,
                 content_type: Some("text/plain; charset=utf-8".into()),
@@ -553,20 +550,11 @@ impl ApiFront {
 
     // ---- internals: answers ----
 
-    fn server_header(&self) -> (String, String) {
-        let version = if self.config.version.is_empty() {
-            "unknown"
-        } else {
-            &self.config.version
-        };
-        ("Server".to_string(), format!("fltd/{version}"))
-    }
-
     fn answer(&self, status: u16, content_type: Option<&str>, body: Vec<u8>) -> ApiResponse {
         ApiResponse {
             status,
             content_type: content_type.map(str::to_string),
-            headers: vec![self.server_header()],
+            headers: Vec::new(),
             body,
         }
     }

@@ -50,7 +50,7 @@ pub struct NodeConfig {
     pub public_ip: String,
     /// Metadata from the configuration.
     pub metadata: BTreeMap<String, String>,
-    /// fltd's version (machine record, `Server` header).
+    /// fltd's version (in the machine record).
     pub version: String,
     /// TTL of the machine's presence and unit-state directory (default 30 s).
     pub agent_ttl: Duration,
@@ -130,7 +130,6 @@ impl NodeConfig {
                 ..FollowConfig::default()
             },
             seed: self.seed.wrapping_add(2),
-            version: self.version.clone(),
         }
     }
 }
@@ -226,6 +225,11 @@ impl Node {
 
     pub fn api(&self) -> &ApiFront {
         &self.api
+    }
+
+    /// This machine is registered in the registry (fltd serves the API only then).
+    pub fn is_registered(&self) -> bool {
+        self.agent.is_registered()
     }
 
     /// True once [`Node::shutdown`] has finished (lease released; after

@@ -690,6 +690,72 @@ mod tests {
     }
 
     #[test]
+    fn unit_states_follow_reads_events_and_directory_expiry() {
+        let ks = ks();
+        let state = |machine: &str, active: &str| {
+            serde_json::json!({"loadState": "loaded", "activeState": active, "subState": "x",
+                "machineState": {"ID": machine}, "unitHash": "ab".repeat(20)})
+            .to_string()
+        };
+        let read = dir(
+            ks.unit_states_dir(),
+            vec![
+                dir(
+                    ks.machine_states_dir("m2"),
+                    vec![leaf(
+                        ks.unit_state("m2", "a.service"),
+                        &state("m2", "active"),
+                        3,
+                    )],
+                ),
+                dir(
+                    ks.machine_states_dir("m1"),
+                    vec![
+                        leaf(ks.unit_state("m1", "b.service"), &state("m1", "failed"), 4),
+                        leaf(ks.unit_state("m1", "a.service"), "not json", 5),
+                    ],
+                ),
+            ],
+        );
+        let mut view = UnitStatesView::new(ks.clone());
+        assert!(view.apply_read(Some(&read), 10));
+        let keys: Vec<_> = view.states().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                ("a.service".to_string(), "m2".to_string()),
+                ("b.service".to_string(), "m1".to_string())
+            ],
+            "sorted by unit, then machine; undecodable records left out"
+        );
+        let stale = event(
+            Action::Set,
+            ks.unit_state("m1", "a.service"),
+            Some(&state("m1", "active")),
+            9,
+        );
+        assert!(!view.apply_event(&stale));
+        let fresh = event(
+            Action::Set,
+            ks.unit_state("m1", "a.service"),
+            Some(&state("m1", "active")),
+            11,
+        );
+        assert!(view.apply_event(&fresh));
+        assert_eq!(
+            view.get("a.service", "m1").map(|s| s.active_state.as_str()),
+            Some("active")
+        );
+        let expired = event(Action::Expire, ks.machine_states_dir("m1"), None, 12);
+        assert!(view.apply_event(&expired));
+        assert_eq!(view.states().len(), 1);
+        assert!(view.get("a.service", "m2").is_some());
+        // A read the events have overtaken is dropped.
+        assert!(!view.apply_read(None, 11));
+        assert_eq!(view.states().len(), 1);
+    }
+
+    #[test]
     fn schedule_and_global_records_are_tracked() {
         let ks = ks();
         let mut view = ClusterView::new(ks.clone());

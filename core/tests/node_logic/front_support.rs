@@ -31,7 +31,6 @@ impl Front {
     pub fn unstarted(token_limit: u16) -> Front {
         let config = ApiConfig {
             token_limit,
-            version: "test".into(),
             ..ApiConfig::default()
         };
         Front {

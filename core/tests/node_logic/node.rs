@@ -221,6 +221,12 @@ fn a_unit_put_through_the_api_is_scheduled_started_and_reported_launched() {
 }
 
 #[test]
+fn a_node_can_move_to_the_driver_thread() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Node>();
+}
+
+#[test]
 fn registry_answers_reach_the_component_that_asked() {
     // The engine waits for the API front end's first read (which creates missing directories).
     let fresh = Node::new(config(), Instant::ZERO);
