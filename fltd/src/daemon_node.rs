@@ -71,7 +71,6 @@ pub struct DaemonNode {
     pending_api: BTreeMap<ApiRequestId, ApiRequest>,
     outgoing: VecDeque<Outgoing>,
     notices: VecDeque<Notice>,
-    registered: bool,
     api_ready: bool,
     ready_sent: bool,
     status: String,
@@ -95,7 +94,6 @@ impl DaemonNode {
             pending_api: BTreeMap::new(),
             outgoing,
             notices: VecDeque::new(),
-            registered: false,
             api_ready: false,
             ready_sent: false,
             status: String::new(),
@@ -123,7 +121,7 @@ impl DaemonNode {
                 request.respond(http_response(response));
             }
         }
-        if self.registered && !self.ready_sent {
+        if self.node.is_registered() && !self.ready_sent {
             self.ready_sent = true;
             self.notices.push_back(Notice::Ready);
         }
@@ -141,7 +139,7 @@ impl DaemonNode {
             None if self.node.config().disable_engine => "engine disabled",
             None => "engine starting",
         };
-        let agent = if self.registered {
+        let agent = if self.node.is_registered() {
             format!("agent: {} units", self.node.agent().current_units().len())
         } else {
             "agent: registering".to_string()
@@ -166,7 +164,6 @@ impl DaemonNode {
                 machine_id,
                 adopted,
             } => {
-                self.registered = true;
                 let how = if adopted {
                     " (previous record adopted)"
                 } else {
@@ -189,7 +186,6 @@ impl DaemonNode {
                 "Machine ID {machine_id} is already registered by another host ({theirs}; ours: {ours})"
             ),
             agent::Event::PresenceLost { machine_id } => {
-                self.registered = false;
                 log::warn!("Presence of machine {machine_id} was lost; registering again");
             }
             event @ (agent::Event::RegistrationFailed { .. }
@@ -366,7 +362,7 @@ fn http_response(response: ApiResponse) -> HttpResponse {
 
 impl CoreNode for DaemonNode {
     fn is_registered(&self) -> bool {
-        self.registered && self.api_ready
+        self.node.is_registered() && self.api_ready
     }
 
     fn handle_registry(&mut self, response: Response, now: Instant) {
