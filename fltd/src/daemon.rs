@@ -164,9 +164,12 @@ pub fn run(generation: &mut Generation, host: &Host<'_>) -> Ended {
                     generation.node.handle_registry(response, host.clock.now());
                 }
             },
-            recv(systemd_events) -> event => {
-                if let Ok(event) = event {
-                    generation.node.handle_systemd(event, host.clock.now());
+            recv(systemd_events) -> event => match event {
+                Ok(event) => generation.node.handle_systemd(event, host.clock.now()),
+                // The driver's threads are gone: drop it and reconnect (instead of spinning).
+                Err(_) => {
+                    log::error!("the systemd driver stopped; reconnecting");
+                    generation.systemd = None;
                 }
             },
             recv(generation.api_rx) -> request => {

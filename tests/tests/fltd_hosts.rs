@@ -1,5 +1,5 @@
 //! fltd end to end on real test hosts: two hosts (real systemd as PID 1) and a real etcd, fltd
-//! started in each by the shipped `examples/fltd.service` and `examples/flt.socket`, driven
+//! started in each by the shipped `examples/host/fltd.service` and `examples/host/flt.socket`, driven
 //! through the API on `/var/run/flt.sock` inside a host.
 //!
 //! The fltd binary: this test runs `cargo build -p fltd` (the cargo that builds the test, same
@@ -109,7 +109,7 @@ fn api(host: &Host, method: &str, path: &str, body: Option<&str>) -> Result<(u16
 
 /// Installs the shipped unit files with the test's binary path and settings, and starts them.
 fn install_fltd(host: &Host, fltd: &Path, etcd: &str, agent_ttl_secs: u64) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host");
     let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
     let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
     let service = service.replace(
@@ -362,6 +362,12 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
 
     // Kill the unit's host: the other host runs it within agent_ttl plus a few seconds.
     let other = 1 - owner;
+    // A dead leader's lease must expire too (5 × engine_reconcile_interval = 10 s).
+    let leader = exec(
+        owner_host,
+        &["systemctl", "show", "-p", "StatusText", "--value", "fltd"],
+    )
+    .contains("engine leader");
     let killed = Instant::now();
     owner_host.kill().unwrap_or_else(|e| panic!("{e}"));
     wait_for(
@@ -373,7 +379,8 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
         },
     );
     println!(
-        "failover: {UNIT} active on h{} {:.2}s after h{} was killed (agent_ttl {AGENT_TTL_SECS}s)",
+        "failover: {UNIT} active on h{} {:.2}s after h{} was killed (agent_ttl {AGENT_TTL_SECS}s; \
+         the killed host held the engine lease: {leader})",
         other + 1,
         killed.elapsed().as_secs_f64(),
         owner + 1
