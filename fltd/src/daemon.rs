@@ -1,14 +1,13 @@
-//! fltd's run loop: one `select!` over signals, API requests, registry responses, the core's
-//! next deadline and the systemd watchdog, feeding a [`CoreNode`] and carrying out what it asks.
+//! fltd's run loop: one `select!` over signals, API requests, registry responses, systemd
+//! events, the core's next deadline and the systemd watchdog, feeding a [`CoreNode`] and
+//! carrying out what it asks ([`Outgoing`]) and tells ([`Notice`]).
 //!
-//! A *generation* is everything built from one configuration: the etcd driver, the core node and
-//! the API request channel. SIGHUP ends a generation (the API answers 503 meanwhile), re-reads
-//! the configuration and starts the next one; the API listeners and their open connections stay.
-//!
-//! NEXT STEP (core wiring): the engine and agent (`flt_core`'s `Node`) and the API handlers
-//! (`flt_core::api`) are not merged yet. [`CoreNode`] is the seam they plug into; until then
-//! [`Unwired`] never registers, so every API path honestly answers 503
-//! `flt server unable to communicate with etcd`.
+//! A *generation* is everything built from one configuration: the etcd and systemd drivers, the
+//! core node and the API request channel. SIGHUP ends a generation (the node is stopped as on
+//! SIGTERM without the host check; the API answers 503 meanwhile), re-reads the configuration
+//! and starts the next one; the API listeners and their open connections stay. SIGTERM/SIGINT
+//! stop the node (it decides what a stop means, see [`crate::daemon_node`]) and end the loop
+//! once it is stopped.
 
 use crate::clock::Clock;
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
@@ -18,60 +17,57 @@ use flt_driver::etcd::RegistryDriver;
 use flt_driver::http::{ApiRequest, HttpServer};
 use flt_driver::notify::Notifier;
 use flt_driver::signals::Signal;
+use flt_driver::systemd::{
+    SystemdConfig, SystemdDriver, SystemdError, SystemdEvent, SystemdRequest,
+};
 use std::time::Duration;
 
+/// How often fltd tries to reach systemd again while it cannot.
+pub const SYSTEMD_RETRY: Duration = Duration::from_secs(5);
+
+/// Work for the drivers.
+#[derive(Debug)]
+pub enum Outgoing {
+    Registry(OpId, Request),
+    CancelWatch(OpId),
+    Systemd(SystemdRequest),
+}
+
+/// Something to tell the service manager (`sd_notify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `READY=1`: the machine is registered.
+    Ready,
+    /// `STATUS=...`.
+    Status(String),
+}
+
 /// What the run loop drives: the core's node, adapted. Every `handle_*` is followed by draining
-/// [`CoreNode::poll_registry`]; [`CoreNode::poll_timeout`] is the next wake-up.
+/// [`CoreNode::poll_outgoing`] and [`CoreNode::poll_notice`]; [`CoreNode::poll_timeout`] is the
+/// next wake-up.
 pub trait CoreNode {
     /// Registered in etcd: the API serves requests (otherwise every path answers 503).
     fn is_registered(&self) -> bool;
     /// A registry driver's answer to an earlier request (or a watch event).
     fn handle_registry(&mut self, response: Response, now: Instant);
+    /// A systemd driver's reply or report.
+    fn handle_systemd(&mut self, event: SystemdEvent, now: Instant);
     /// An API request: answer it now or keep it until the registry answers.
     fn handle_api(&mut self, request: ApiRequest, now: Instant);
     /// The deadline from [`CoreNode::poll_timeout`] passed (spurious calls are harmless).
     fn handle_timeout(&mut self, now: Instant);
-    /// The next registry request to carry out.
-    fn poll_registry(&mut self) -> Option<(OpId, Request)>;
+    /// Begin stopping; with `check_host`, find out first whether the host is shutting down.
+    fn stop(&mut self, check_host: bool, now: Instant);
+    /// Stopped (or given up waiting): the generation may end.
+    fn is_stopped(&self, now: Instant) -> bool;
+    /// The next request for a driver.
+    fn poll_outgoing(&mut self) -> Option<Outgoing>;
+    /// The next message for the service manager.
+    fn poll_notice(&mut self) -> Option<Notice>;
     /// When to call [`CoreNode::handle_timeout`] next.
     fn poll_timeout(&self) -> Option<Instant>;
     /// The SIGUSR1 dump (spec §3.9).
     fn dump_state(&self) -> serde_json::Value;
-}
-
-/// The node until the core is wired: not registered, no requests, no state.
-#[derive(Debug, Default)]
-pub struct Unwired;
-
-impl CoreNode for Unwired {
-    fn is_registered(&self) -> bool {
-        false
-    }
-
-    fn handle_registry(&mut self, _response: Response, _now: Instant) {}
-
-    fn handle_api(&mut self, request: ApiRequest, _now: Instant) {
-        // Dropping the request answers 503: there is no registered server behind the API yet.
-        drop(request);
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
-
-    fn poll_registry(&mut self) -> Option<(OpId, Request)> {
-        None
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn dump_state(&self) -> serde_json::Value {
-        serde_json::json!({
-            "Agent": {"Cache": {"TargetStates": {}}},
-            "UnitStatePublisher": {"Cache": {}, "ToPublish": {}},
-            "UnitStateGenerator": {"Subscribed": []},
-        })
-    }
 }
 
 /// Why a generation ended.
@@ -88,6 +84,11 @@ pub struct Generation {
     pub node: Box<dyn CoreNode + Send>,
     pub registry: RegistryDriver,
     pub responses: Receiver<Response>,
+    /// `None` while systemd cannot be reached (requests fail at once; reconnecting every
+    /// [`SYSTEMD_RETRY`] with `systemd_config`).
+    pub systemd: Option<SystemdDriver>,
+    /// How to reach systemd; `None`: never try (tests without systemd).
+    pub systemd_config: Option<SystemdConfig>,
     pub api_tx: Sender<ApiRequest>,
     pub api_rx: Receiver<ApiRequest>,
 }
@@ -96,6 +97,7 @@ impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Generation")
             .field("registry", &self.registry)
+            .field("systemd", &self.systemd)
             .finish_non_exhaustive()
     }
 }
@@ -110,27 +112,64 @@ pub struct Host<'a> {
     pub watchdog: Option<Duration>,
 }
 
-/// Runs `generation` until a signal ends it. The API is switched to 503 before returning.
+/// Runs `generation` until a signal ends it and the node has stopped. The API is switched to
+/// 503 before returning.
 pub fn run(generation: &mut Generation, host: &Host<'_>) -> Ended {
     let watchdog = host.watchdog.map(tick).unwrap_or_else(never);
+    let reconnect = match generation.systemd_config {
+        Some(_) => tick(SYSTEMD_RETRY),
+        None => never(),
+    };
+    let mut ending: Option<Ended> = None;
+    carry_out(generation, host);
     let ended = loop {
+        if let Some(ended) = ending
+            && generation.node.is_stopped(host.clock.now())
+        {
+            break ended;
+        }
         sync_api(generation, host.api);
         let timeout = generation
             .node
             .poll_timeout()
             .map(|at| crossbeam_channel::at(host.clock.deadline(at)))
             .unwrap_or_else(never);
+        let systemd_events = generation
+            .systemd
+            .as_ref()
+            .map(|driver| driver.events().clone())
+            .unwrap_or_else(never);
+        let signals = if ending.is_some() {
+            never()
+        } else {
+            host.signals.clone()
+        };
         select! {
-            recv(host.signals) -> signal => match signal {
-                Ok(signal @ (Signal::Terminate | Signal::Interrupt)) => break Ended::Stop(signal),
-                Ok(Signal::Hangup) => break Ended::Reload,
-                Ok(Signal::User1) => println!("{}", generation.node.dump_state()),
-                // The signal thread is gone; nothing can end fltd gracefully any more.
-                Err(_) => break Ended::Stop(Signal::Terminate),
+            recv(signals) -> signal => {
+                let (ended, check_host) = match signal {
+                    Ok(signal @ (Signal::Terminate | Signal::Interrupt)) => (Ended::Stop(signal), true),
+                    Ok(Signal::Hangup) => (Ended::Reload, false),
+                    Ok(Signal::User1) => {
+                        println!("{}", generation.node.dump_state());
+                        continue;
+                    }
+                    // The signal thread is gone; nothing can end fltd gracefully any more.
+                    Err(_) => (Ended::Stop(Signal::Terminate), true),
+                };
+                ending = Some(ended);
+                generation.node.stop(check_host, host.clock.now());
             },
             recv(generation.responses) -> response => {
                 if let Ok(response) = response {
                     generation.node.handle_registry(response, host.clock.now());
+                }
+            },
+            recv(systemd_events) -> event => match event {
+                Ok(event) => generation.node.handle_systemd(event, host.clock.now()),
+                // The driver's threads are gone: drop it and reconnect (instead of spinning).
+                Err(_) => {
+                    log::error!("the systemd driver stopped; reconnecting");
+                    generation.systemd = None;
                 }
             },
             recv(generation.api_rx) -> request => {
@@ -139,6 +178,7 @@ pub fn run(generation: &mut Generation, host: &Host<'_>) -> Ended {
                 }
             },
             recv(timeout) -> _ => generation.node.handle_timeout(host.clock.now()),
+            recv(reconnect) -> _ => connect_systemd(generation),
             recv(watchdog) -> _ => {
                 if let Some(notifier) = host.notifier
                     && let Err(e) = notifier.watchdog()
@@ -147,12 +187,80 @@ pub fn run(generation: &mut Generation, host: &Host<'_>) -> Ended {
                 }
             },
         }
-        while let Some((id, request)) = generation.node.poll_registry() {
-            generation.registry.submit(id, request);
-        }
+        carry_out(generation, host);
     };
     host.api.set_handler(None);
     ended
+}
+
+/// Hands the node's requests to the drivers and its notices to the service manager.
+fn carry_out(generation: &mut Generation, host: &Host<'_>) {
+    while let Some(outgoing) = generation.node.poll_outgoing() {
+        match outgoing {
+            Outgoing::Registry(id, request) => generation.registry.submit(id, request),
+            Outgoing::CancelWatch(id) => {
+                generation.registry.cancel_watch(id);
+            }
+            Outgoing::Systemd(request) => {
+                let unsent = match &generation.systemd {
+                    Some(driver) => driver.requests().send(request).err().map(|e| e.0),
+                    None => Some(request),
+                };
+                // No systemd: the request fails at once (the agent retries as after any failure).
+                if let Some(id) = unsent.as_ref().and_then(request_id) {
+                    let failed = SystemdEvent::Reply {
+                        id,
+                        result: Err(SystemdError::Stopped),
+                    };
+                    generation.node.handle_systemd(failed, host.clock.now());
+                }
+            }
+        }
+    }
+    while let Some(notice) = generation.node.poll_notice() {
+        let Some(notifier) = host.notifier else {
+            continue;
+        };
+        let sent = match &notice {
+            Notice::Ready => notifier.ready("registered"),
+            Notice::Status(status) => notifier.status(status),
+        };
+        if let Err(e) = sent {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// The id a systemd request is answered with (`Watch`/`Unwatch` have none).
+fn request_id(request: &SystemdRequest) -> Option<OpId> {
+    match request {
+        SystemdRequest::Load { id, .. }
+        | SystemdRequest::Unload { id, .. }
+        | SystemdRequest::Start { id, .. }
+        | SystemdRequest::Stop { id, .. }
+        | SystemdRequest::Reload { id }
+        | SystemdRequest::ListStates { id, .. }
+        | SystemdRequest::ListUnitFiles { id }
+        | SystemdRequest::Inventory { id }
+        | SystemdRequest::SystemState { id } => Some(*id),
+        _ => None,
+    }
+}
+
+/// Tries to reach systemd again if it could not be reached so far.
+fn connect_systemd(generation: &mut Generation) {
+    if generation.systemd.is_some() {
+        return;
+    }
+    if let Some(config) = &generation.systemd_config {
+        match SystemdDriver::spawn(config.clone()) {
+            Ok(driver) => {
+                log::info!("Connected to systemd");
+                generation.systemd = Some(driver);
+            }
+            Err(e) => log::debug!("still cannot reach systemd: {e}"),
+        }
+    }
 }
 
 /// Serves the API exactly while the node is registered.
@@ -183,6 +291,7 @@ mod tests {
         registered: bool,
         deadline: Option<Instant>,
         timeouts: usize,
+        stopped: bool,
     }
 
     impl CoreNode for Scripted {
@@ -190,6 +299,7 @@ mod tests {
             self.registered
         }
         fn handle_registry(&mut self, _response: Response, _now: Instant) {}
+        fn handle_systemd(&mut self, _event: SystemdEvent, _now: Instant) {}
         fn handle_api(&mut self, request: ApiRequest, _now: Instant) {
             let body = format!("{} timeouts; {}", self.timeouts, request.path());
             request.respond(ApiResponse::json(200, body));
@@ -201,7 +311,16 @@ mod tests {
                 self.registered = true;
             }
         }
-        fn poll_registry(&mut self) -> Option<(OpId, Request)> {
+        fn stop(&mut self, _check_host: bool, _now: Instant) {
+            self.stopped = true;
+        }
+        fn is_stopped(&self, _now: Instant) -> bool {
+            self.stopped
+        }
+        fn poll_outgoing(&mut self) -> Option<Outgoing> {
+            None
+        }
+        fn poll_notice(&mut self) -> Option<Notice> {
             None
         }
         fn poll_timeout(&self) -> Option<Instant> {
@@ -244,9 +363,12 @@ mod tests {
                 registered: false,
                 deadline: Some(clock.now() + Duration::from_millis(300)),
                 timeouts: 0,
+                stopped: false,
             }),
             registry: RegistryDriver::start(client, responses_tx, 1),
             responses,
+            systemd: None,
+            systemd_config: None,
             api_tx,
             api_rx,
         };

@@ -6,15 +6,19 @@
 mod clock;
 mod config;
 mod daemon;
+mod daemon_node;
 mod settings;
 
 use config::{Invocation, parse_args};
-use daemon::{Ended, Generation, Host, Unwired};
+use daemon::{Ended, Generation, Host};
+use daemon_node::DaemonNode;
+use flt_core::node::NodeConfig;
 use flt_driver::etcd::{EtcdClient, RegistryDriver};
 use flt_driver::fatal;
 use flt_driver::http::{HttpServer, Listeners, ServerConfig};
 use flt_driver::notify::{Notifier, watchdog_interval_from_env};
 use flt_driver::signals::SignalListener;
+use flt_driver::systemd::{BusAddress, SystemdConfig, SystemdDriver};
 use settings::{DEFAULT_CONFIG_FILE, Loaded};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,14 +80,7 @@ fn run(config_file: Option<&Path>) {
     let machine_id = flt_driver::host::machine_id(Path::new(flt_driver::host::MACHINE_ID_FILE))
         .unwrap_or_else(|e| fatal!("{e}"));
     log::info!("Machine ID {machine_id}");
-    match loaded.settings.public_ip {
-        Some(ip) => log::info!("Public IP {ip} (configured)"),
-        None => match flt_driver::host::public_ipv4() {
-            Ok(Some(ip)) => log::info!("Public IP {ip} (default route)"),
-            Ok(None) => log::warn!("No public IP: no IPv4 address on the default route"),
-            Err(e) => log::warn!("{e}"),
-        },
-    }
+    let public_ip = public_ip_of(&loaded);
 
     raise_open_files_limit();
     let (listeners, activated) =
@@ -112,13 +109,19 @@ fn run(config_file: Option<&Path>) {
         watchdog: watchdog_interval_from_env(),
     };
 
-    let mut generation = start_generation(&loaded).unwrap_or_else(|e| fatal!("{e}"));
-    notify(&host, |n| n.ready("running"));
+    let start = |loaded: &Loaded, public_ip: &str| {
+        start_generation(loaded, &machine_id, public_ip, host.clock.now())
+    };
+    let mut generation = start(&loaded, &public_ip).unwrap_or_else(|e| fatal!("{e}"));
     loop {
         match daemon::run(&mut generation, &host) {
             Ended::Stop(signal) => {
                 log::info!("Received {signal:?}, shutting down");
                 notify(&host, Notifier::stopping);
+                // The process ends here: do not join the systemd threads, whose D-Bus call in
+                // flight (the bus may already be gone at shutdown) can block for its timeout.
+                // Units are systemd's, so nothing is left behind.
+                std::mem::forget(generation.systemd.take());
                 drop(generation);
                 return;
             }
@@ -145,11 +148,11 @@ fn run(config_file: Option<&Path>) {
                     }
                     Err(e) => log::error!("{e}; keeping the previous configuration"),
                 }
-                generation = match start_generation(&loaded) {
+                let public_ip = public_ip_of(&loaded);
+                generation = match start(&loaded, &public_ip) {
                     Ok(generation) => generation,
                     Err(e) => fatal!("{e}"),
                 };
-                notify(&host, |n| n.ready("running"));
             }
         }
     }
@@ -166,15 +169,96 @@ fn notify(
     }
 }
 
-fn start_generation(loaded: &Loaded) -> Result<Generation, flt_driver::etcd::ConfigError> {
+/// This machine's advertised address: the configured one, else the default route's.
+fn public_ip_of(loaded: &Loaded) -> String {
+    match loaded.settings.public_ip {
+        Some(ip) => {
+            log::info!("Public IP {ip} (configured)");
+            ip.to_string()
+        }
+        None => match flt_driver::host::public_ipv4() {
+            Ok(Some(ip)) => {
+                log::info!("Public IP {ip} (default route)");
+                ip.to_string()
+            }
+            Ok(None) => {
+                log::warn!("No public IP: no IPv4 address on the default route");
+                String::new()
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                String::new()
+            }
+        },
+    }
+}
+
+/// The core's configuration from the daemon's.
+fn node_config(loaded: &Loaded, machine_id: &str, public_ip: &str) -> NodeConfig {
+    let config = &loaded.settings.config;
+    let mut node = NodeConfig::new(machine_id);
+    node.public_ip = public_ip.to_string();
+    node.metadata = config.metadata.clone();
+    node.version = VERSION.to_string();
+    node.agent_ttl = config.agent_ttl;
+    node.engine_reconcile_interval = config.engine_reconcile_interval;
+    node.token_limit = config.token_limit;
+    node.disable_engine = config.disable_engine;
+    node.disable_watches = config.disable_watches;
+    node.key_prefix = loaded.settings.etcd_key_prefix.clone();
+    node.request_timeout = config.etcd_request_timeout;
+    // Jitter differs between machines and between runs of one machine.
+    node.seed = machine_id
+        .bytes()
+        .fold(u64::from(std::process::id()), |seed, b| {
+            seed.rotate_left(7) ^ u64::from(b)
+        });
+    node
+}
+
+fn systemd_config(loaded: &Loaded) -> SystemdConfig {
+    let config = &loaded.settings.config;
+    let bus = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(address) if config.systemd_user => BusAddress::Bus(address),
+        _ => {
+            if config.systemd_user {
+                log::warn!(
+                    "systemd_user is set but DBUS_SESSION_BUS_ADDRESS is not; using the system bus"
+                );
+            }
+            BusAddress::System
+        }
+    };
+    SystemdConfig {
+        bus,
+        units_dir: config.units_directory.clone(),
+        ..SystemdConfig::default()
+    }
+}
+
+fn start_generation(
+    loaded: &Loaded,
+    machine_id: &str,
+    public_ip: &str,
+    now: flt_core::time::Instant,
+) -> Result<Generation, Box<dyn std::error::Error>> {
     let client = EtcdClient::new(loaded.settings.etcd.clone())?;
+    let systemd_config = systemd_config(loaded);
+    // Without systemd the node still runs (API, engine); the agent's requests fail until the
+    // run loop reconnects.
+    let systemd = SystemdDriver::spawn(systemd_config.clone())
+        .map_err(|e| log::error!("{e}; retrying every {:?}", daemon::SYSTEMD_RETRY))
+        .ok();
     let (responses_tx, responses) = crossbeam_channel::unbounded();
     let registry = RegistryDriver::start(client, responses_tx, REGISTRY_WORKERS);
     let (api_tx, api_rx) = crossbeam_channel::unbounded();
+    let node = DaemonNode::new(node_config(loaded, machine_id, public_ip), now);
     Ok(Generation {
-        node: Box::new(Unwired),
+        node: Box::new(node),
         registry,
         responses,
+        systemd,
+        systemd_config: Some(systemd_config),
         api_tx,
         api_rx,
     })
