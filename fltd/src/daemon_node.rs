@@ -135,6 +135,7 @@ impl DaemonNode {
     fn status_text(&self) -> String {
         let engine = match self.node.engine() {
             Some(engine) if engine.is_leader() => "engine leader",
+            Some(engine) if !engine.is_synced() => "engine starting",
             Some(_) => "engine follower",
             None if self.node.config().disable_engine => "engine disabled",
             None => "engine starting",
