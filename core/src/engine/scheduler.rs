@@ -1159,6 +1159,10 @@ impl Engine {
                         task: format!("{step:?}"),
                         failure,
                     });
+                    // The schedules were planned on these unschedules having happened (a
+                    // MachineOf= unit moving with its peer): plan again instead.
+                    self.next_stage.clear();
+                    self.dirty = true;
                 }
                 (_, Ok(_)) => {}
             }

@@ -891,6 +891,53 @@ fn dead_machine_units_are_moved_unschedule_before_schedule() {
     );
 }
 
+/// Found by the cluster simulator (`FLT_SIM_SEED=0xc10003`): a failed unschedule of a unit
+/// whose `MachineOf=` dependent moved with it let the schedules run anyway, placing the
+/// dependent on the new machine while its peer still targeted the dead one.
+#[test]
+fn a_failed_unschedule_holds_back_the_schedules_planned_on_it() {
+    let registry = Registry::default()
+        .machine("m1")
+        .machine("m2")
+        .job("a.service", "", TargetState::Launched, Some("m2"))
+        .job(
+            "b.service",
+            "MachineOf=a.service",
+            TargetState::Launched,
+            Some("m2"),
+        );
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Machines,
+        Action::Expire,
+        &ks.machine_object("m2"),
+        None,
+    );
+    let key = ks.schedule_entry("m2", "a.service");
+    let first = h.find(|r| matches!(r, Request::Delete { key: k, .. } if *k == key));
+    h.answer(first.id, Err(Failure::Timeout));
+    let mut writes = h.complete_writes();
+    h.run_until(h.now + secs(3.0));
+    writes.extend(h.complete_writes());
+    let target = ks.job_target("a.service");
+    let unscheduled = writes
+        .iter()
+        .position(|r| matches!(r, Request::Delete { key, .. } if *key == target));
+    let first_put = writes.iter().position(|r| matches!(r, Request::Put { .. }));
+    assert!(
+        unscheduled.is_some() && first_put > unscheduled,
+        "nothing may be scheduled before a.service is unscheduled: {writes:#?}"
+    );
+    for unit in ["a.service", "b.service"] {
+        assert!(
+            writes.contains(&put_target(&ks, unit, "m1")),
+            "{unit} not moved on the next reconcile: {writes:#?}"
+        );
+    }
+}
+
 #[test]
 fn target_state_change_rewrites_the_schedule_record() {
     let registry =

@@ -41,9 +41,11 @@
 //! after healing: wait for convergence, then check quiescence (invariants::changes_since)
 //! ```
 
+pub mod cluster;
 pub mod etcd;
 pub mod invariants;
 pub mod network;
 pub mod registry;
+pub mod scenario;
 pub mod swarm;
 pub mod systemd;

@@ -520,6 +520,13 @@ impl SimSystemd {
         }
     }
 
+    /// Forgets every death drawn so far (the faults heal: units that are to die live on).
+    pub fn cancel_deaths(&mut self) {
+        for unit in self.units.values_mut() {
+            unit.dies_at = None;
+        }
+    }
+
     fn die(&mut self, name: &str, clean: bool) {
         if let Some(unit) = self.units.get_mut(name) {
             unit.dies_at = None;
@@ -618,6 +625,11 @@ impl SimSystemd {
             result,
         });
         self.collect_garbage(name);
+    }
+
+    /// Whether a notice waits for [`SimSystemd::poll_notice`].
+    pub fn has_notices(&self) -> bool {
+        !self.notices.is_empty()
     }
 
     /// The next state change or job end, in the order they happened.
