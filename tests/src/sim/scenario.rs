@@ -308,6 +308,30 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The whole-cluster fuzz target's input: the first 8 bytes are the seed (little-endian,
+    /// zero-padded), the next picks the size (2–7 machines, 1–4 units each, faults on unless
+    /// bit 7 is set). Small and short (2 faulty minutes, then 3 healed), so that a fuzzer runs
+    /// many; the same generator as the simulator's sweep.
+    pub fn from_fuzz_input(data: &[u8]) -> Scenario {
+        let mut seed = [0u8; 8];
+        for (slot, byte) in seed.iter_mut().zip(data) {
+            *slot = *byte;
+        }
+        let shape = data.get(8).copied().unwrap_or(0);
+        let machines = 2 + usize::from(shape % 6);
+        let size = ScenarioSize {
+            min_machines: machines,
+            max_machines: machines,
+            units_per_machine: 1 + usize::from((shape >> 3) % 4),
+            safety_phase: Duration::from_secs(120),
+            heal_phase: Duration::from_secs(180),
+            faults: shape & 0x80 == 0,
+        };
+        Scenario::draw(u64::from_le_bytes(seed), size)
+    }
+}
+
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut patterns: BTreeMap<Pattern, usize> = BTreeMap::new();

@@ -505,6 +505,16 @@ impl SimSystemd {
             .collect()
     }
 
+    /// The names of the units that are `active` or `activating` (being stopped does not
+    /// count: the agent does not wait for stop jobs, as fleet's did not).
+    pub fn started_units(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|(_, u)| matches!(u.active, "active" | "activating"))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     // --- faults ---
 
     /// Makes the next start of `name` fail.

@@ -45,7 +45,7 @@ fn cluster_seeds_keep_the_invariants_and_converge() {
     let seeds: Vec<u64> = match std::env::var("FLT_SIM_SEED") {
         Ok(_) => vec![seed_from_env(0)],
         Err(_) => {
-            let count = env_u64("FLT_SIM_SEEDS").unwrap_or(8);
+            let count = env_u64("FLT_SIM_SEEDS").unwrap_or(200);
             (0..count).map(|i| FIRST_SEED + i).collect()
         }
     };
@@ -82,5 +82,36 @@ fn cluster_seeds_keep_the_invariants_and_converge() {
         2.0 * events as f64 / elapsed,
         double.as_secs_f64(),
         slowest,
+    );
+}
+
+/// The whole-cluster fuzz target on stable: its committed corpus (`fuzz/corpus/
+/// cluster_scenario/`), then seeded random inputs (`FLT_FUZZ_RUNS`, default 20).
+#[test]
+fn cluster_fuzz_target_passes_its_corpus_and_seeded_inputs() {
+    use flt_core::rng::SplitMix64;
+    use flt_tests::sim::cluster::fuzz_cluster;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus/cluster_scenario");
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .collect();
+    entries.sort();
+    assert!(!entries.is_empty(), "corpus {} is empty", dir.display());
+    for path in &entries {
+        let data = std::fs::read(path).expect("read corpus entry");
+        eprintln!("cluster_scenario: {}", path.display());
+        fuzz_cluster(&data);
+    }
+    let mut rng = SplitMix64::new(seed_from_env(0xc1f2));
+    let runs = env_u64("FLT_FUZZ_RUNS").unwrap_or(20);
+    for _ in 0..runs {
+        let data: Vec<u8> = (0..9).map(|_| rng.below(256) as u8).collect();
+        fuzz_cluster(&data);
+    }
+    eprintln!(
+        "cluster_scenario: {} corpus entries, {runs} seeded inputs",
+        entries.len()
     );
 }
