@@ -27,7 +27,7 @@
 use super::etcd::{ClientId, SimEtcd};
 use super::invariants::changes_since;
 use super::registry::SimRegistry;
-use super::scenario::{Pattern, Scenario, ScenarioUnit, UserAction};
+use super::scenario::{Scenario, ScenarioUnit, UserAction};
 use super::systemd::{Notice, SimSystemd, SystemdError};
 use flt_core::agent::{
     self, Agent, AgentConfig, InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply,
@@ -973,7 +973,6 @@ impl Cluster {
 
     /// Systemd notices: who runs what, conflicts on a machine, double running.
     fn observe_systemd(&mut self, i: usize) {
-        let now = self.now;
         let mut forwarded = Vec::new();
         let mut changed = false;
         while let Some(notice) = self.machines[i].systemd.poll_notice() {
@@ -1024,7 +1023,6 @@ impl Cluster {
                 }
             }
         }
-        let _ = now;
         for observed in forwarded {
             self.deliver(i, Delivery::Agent(agent::Input::UnitObserved(observed)));
         }
@@ -1035,7 +1033,6 @@ impl Cluster {
         let leaders: Vec<usize> = self
             .machines
             .iter()
-            .filter(|m| !m.is_paused(now))
             .filter_map(|m| {
                 let engine = m.engine.as_ref()?;
                 match engine.lease() {
@@ -1378,9 +1375,4 @@ fn conflicts(req: &Requirements, other: &str) -> bool {
     req.conflicts
         .iter()
         .any(|pattern| flt_core::glob::glob_match(pattern, other) == Ok(true))
-}
-
-/// Whether a unit of the scenario is global (for callers outside).
-pub fn is_global(unit: &ScenarioUnit) -> bool {
-    unit.pattern == Pattern::Global
 }

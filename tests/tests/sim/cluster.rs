@@ -115,3 +115,32 @@ fn cluster_fuzz_target_passes_its_corpus_and_seeded_inputs() {
         entries.len()
     );
 }
+
+/// The simulator's speed on a large healthy cluster: 50 machines × 1,000 units for 3 simulated
+/// minutes (every invariant checked, convergence required). Printed, not asserted.
+#[test]
+fn cluster_speed_at_50_machines_and_1000_units() {
+    let size = ScenarioSize {
+        min_machines: 50,
+        max_machines: 50,
+        units_per_machine: 20,
+        safety_phase: Duration::from_secs(60),
+        heal_phase: Duration::from_secs(120),
+        faults: false,
+    };
+    let wall = std::time::Instant::now();
+    let report = run(seed_from_env(0x50_1000), size);
+    let elapsed = wall.elapsed().as_secs_f64();
+    eprintln!(
+        "cluster sim speed: {} machines × {} units, {:.0} simulated s in {elapsed:.1} s wall: \
+         {:.1} simulated s per wall s, {:.0} events/s ({} events, {} registry requests, {} steps)",
+        report.machines,
+        report.units,
+        report.simulated.as_secs_f64(),
+        report.simulated.as_secs_f64() / elapsed,
+        report.events as f64 / elapsed,
+        report.events,
+        report.requests,
+        report.steps,
+    );
+}
