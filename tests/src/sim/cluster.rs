@@ -25,7 +25,6 @@
 //! the faults (fleet's keep-running policy allows it) is measured, not forbidden.
 
 use super::etcd::{ClientId, SimEtcd};
-use super::invariants::changes_since;
 use super::registry::SimRegistry;
 use super::scenario::{Scenario, ScenarioUnit, UserAction};
 use super::systemd::{Notice, SimSystemd, SystemdError};
@@ -245,6 +244,8 @@ pub struct Cluster {
     steps: u64,
     leader_changes: u64,
     violations: Vec<String>,
+    /// After convergence: the etcd index after which only quiet writes may happen.
+    quiet_from: Option<u64>,
     /// Pauses of the scenario already armed, by index.
     pauses_armed: BTreeSet<usize>,
 }
@@ -380,6 +381,7 @@ impl Cluster {
             leader_changes: 0,
             violations: Vec::new(),
             pauses_armed: BTreeSet::new(),
+            quiet_from: None,
         }
     }
 
@@ -848,13 +850,33 @@ impl Cluster {
         if etcd.index() == self.seen_index {
             return;
         }
-        let events: Vec<Event> = etcd
+        if etcd.history_start() > self.seen_index + 1 {
+            self.violations.push(format!(
+                "changes {}..{} left etcd's history before the checker saw them",
+                self.seen_index + 1,
+                etcd.history_start()
+            ));
+        }
+        let events: Vec<(Event, bool)> = etcd
             .history()
             .filter(|(e, _)| e.node.modified_index > self.seen_index)
-            .map(|(e, _)| e.clone())
+            .map(|(e, refresh)| (e.clone(), refresh))
             .collect();
         self.seen_index = etcd.index();
-        for event in events {
+        let lease = self.keys.engine_lease();
+        for (event, refresh) in events {
+            // Quiescence: after convergence, only TTL refreshes and lease renewals.
+            if self
+                .quiet_from
+                .is_some_and(|index| event.node.modified_index > index)
+                && !refresh
+                && event.node.key != lease
+            {
+                self.violations.push(format!(
+                    "write after convergence: {:?} of {} at index {}",
+                    event.action, event.node.key, event.node.modified_index
+                ));
+            }
             let Some(kind) = self.keys.classify(&event.node.key) else {
                 continue;
             };
@@ -1288,7 +1310,9 @@ impl Cluster {
                     && quiet_from.is_none()
                     && now >= at + QUIET_AFTER
                 {
-                    quiet_from = Some(self.registry.etcd().index());
+                    let index = self.registry.etcd().index();
+                    quiet_from = Some(index);
+                    self.quiet_from = Some(index);
                 }
             }
             // The next thing to happen.
@@ -1326,20 +1350,10 @@ impl Cluster {
                     ),
                 ));
             }
-            if let Some(index) = quiet_from {
-                let lease = self.keys.engine_lease();
-                let noise = changes_since(self.registry.etcd(), index, |event, refresh| {
-                    refresh || event.node.key == lease
-                });
-                if !noise.is_empty() {
-                    return Err(Box::new(
-                        self.fail(
-                            std::iter::once("writes after convergence".to_string())
-                                .chain(noise)
-                                .collect(),
-                        ),
-                    ));
-                }
+            if quiet_from.is_none() {
+                return Err(Box::new(self.fail(vec![format!(
+                    "converged too late to check quiescence ({converged_at:?})"
+                )])));
             }
         }
         Ok(RunReport {

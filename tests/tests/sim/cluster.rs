@@ -46,7 +46,8 @@ fn cluster_seeds_keep_the_invariants_and_converge() {
         Ok(_) => vec![seed_from_env(0)],
         Err(_) => {
             let count = env_u64("FLT_SIM_SEEDS").unwrap_or(200);
-            (0..count).map(|i| FIRST_SEED + i).collect()
+            let first = env_u64("FLT_SIM_FIRST_SEED").unwrap_or(FIRST_SEED);
+            (0..count).map(|i| first + i).collect()
         }
     };
     let size = ScenarioSize::default();
