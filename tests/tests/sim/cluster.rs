@@ -14,11 +14,18 @@ use std::time::Duration;
 const FIRST_SEED: u64 = 0xc1_0000;
 
 /// Seeds that found bugs, kept as regression tests (each names what it found).
-const REGRESSION_SEEDS: [(u64, &str); 1] = [(
-    0xc1_0003,
-    "engine: a failed unschedule let the schedules planned on it run (MachineOf= unit placed \
-     away from its peer)",
-)];
+const REGRESSION_SEEDS: [(u64, &str); 2] = [
+    (
+        0xc1_0003,
+        "engine: a failed unschedule let the schedules planned on it run (MachineOf= unit placed \
+         away from its peer)",
+    ),
+    (
+        0xca_0065,
+        "engine's cluster view: a late watch event undid the engine's newer write of the same \
+         key (a peer's target vanished, its MachineOf= dependent was placed elsewhere)",
+    ),
+];
 
 fn run(seed: u64, size: ScenarioSize) -> RunReport {
     let scenario = Scenario::draw(seed, size);
