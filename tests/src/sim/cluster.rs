@@ -1075,6 +1075,22 @@ impl Cluster {
     /// Why the cluster has not converged (empty: it has).
     fn convergence_gaps(&mut self) -> Vec<String> {
         let mut gaps = Vec::new();
+        // Every machine is back in the cluster: registered, and its presence key there.
+        for m in &self.machines {
+            let registered = m.agent.as_ref().is_some_and(Agent::is_registered);
+            let present = self
+                .registry
+                .etcd()
+                .value(&self.keys.machine_object(&m.id))
+                .is_some();
+            if !registered || !present {
+                gaps.push(format!(
+                    "machine {} not in the cluster (registered: {registered}, presence key: \
+                     {present})",
+                    m.index
+                ));
+            }
+        }
         let mut states: Vec<BTreeMap<String, (String, String)>> = Vec::new();
         for m in &mut self.machines {
             let names: Vec<String> = self.requirements.keys().cloned().collect();
