@@ -951,6 +951,30 @@ impl Engine {
             {
                 continue;
             }
+            // Only a target is left: the job was destroyed while a schedule of it was in
+            // flight (the target write re-created it). Unschedule it.
+            if job.hash.is_none() && job.target_state.is_none() {
+                unscheduled.insert(name.as_str());
+                stage_one.push_back(Chain {
+                    steps: VecDeque::from([
+                        Step::DeleteSchedule {
+                            unit: name.clone(),
+                            machine: target.to_string(),
+                        },
+                        Step::DeleteTarget {
+                            unit: name.clone(),
+                            machine: target.to_string(),
+                        },
+                    ]),
+                    task_type: "unscheduleunit",
+                    done: Some(EngineEvent::UnitUnscheduled {
+                        unit: name.clone(),
+                        machine: target.to_string(),
+                        reason: "job destroyed".to_string(),
+                    }),
+                });
+                continue;
+            }
             // Kept even when no record can be built (unreadable target state): leave it be.
             wanted.insert((target, name.as_str()));
             let Some(record) = self.schedule_record(name) else {

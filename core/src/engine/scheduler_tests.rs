@@ -938,6 +938,45 @@ fn a_failed_unschedule_holds_back_the_schedules_planned_on_it() {
     }
 }
 
+/// Found by the cluster simulator (`FLT_SIM_SEED=0xca00be`): a unit destroyed while the engine
+/// scheduled it kept the target the engine's create re-made, and its schedule entry, forever.
+#[test]
+fn a_target_left_of_a_destroyed_job_is_unscheduled() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("a.service", "", TargetState::Launched, Some("m1"));
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    h.event(Dir::Jobs, Action::Delete, &ks.job_object("a.service"), None);
+    h.event(
+        Dir::Jobs,
+        Action::Delete,
+        &ks.job_target_state("a.service"),
+        None,
+    );
+    h.run_until(h.now + secs(3.0));
+    let lease = ks.engine_lease();
+    let mut writes = h.complete_writes();
+    writes.retain(|r| !matches!(r, Request::Put { key, .. } if *key == lease));
+    assert_eq!(
+        writes,
+        vec![
+            Request::Delete {
+                key: ks.schedule_entry("m1", "a.service"),
+                precondition: Precondition::None,
+                recursive: false
+            },
+            Request::Delete {
+                key: ks.job_target("a.service"),
+                precondition: Precondition::Value("m1".into()),
+                recursive: false
+            },
+        ]
+    );
+}
+
 #[test]
 fn target_state_change_rewrites_the_schedule_record() {
     let registry =

@@ -43,8 +43,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-/// How many trace lines a failure shows.
+/// How many trace lines a failure shows (`FLT_SIM_TRACE_LINES` changes it).
 const TRACE_TAIL: usize = 300;
+
+fn trace_tail() -> usize {
+    std::env::var("FLT_SIM_TRACE_LINES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(TRACE_TAIL)
+}
 /// Convergence must come within this long after the faults heal.
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(150);
 /// After converging, the cluster must stay quiet from this long on (late unit-state writes of
@@ -246,6 +253,7 @@ pub struct Cluster {
     violations: Vec<String>,
     /// After convergence: the etcd index after which only quiet writes may happen.
     quiet_from: Option<u64>,
+    trace_tail: usize,
     /// Pauses of the scenario already armed, by index.
     pauses_armed: BTreeSet<usize>,
 }
@@ -381,6 +389,7 @@ impl Cluster {
             leader_changes: 0,
             violations: Vec::new(),
             pauses_armed: BTreeSet::new(),
+            trace_tail: trace_tail(),
             quiet_from: None,
         }
     }
@@ -389,7 +398,7 @@ impl Cluster {
         let line = format!("{:>12.6} {line}", self.now.since_epoch().as_secs_f64());
         self.digest = fnv(self.digest, &line);
         self.trace_lines += 1;
-        if self.trace.len() == TRACE_TAIL {
+        if self.trace.len() >= self.trace_tail {
             self.trace.pop_front();
         }
         self.trace.push_back(line);

@@ -14,7 +14,7 @@ use std::time::Duration;
 const FIRST_SEED: u64 = 0xc1_0000;
 
 /// Seeds that found bugs, kept as regression tests (each names what it found).
-const REGRESSION_SEEDS: [(u64, &str); 2] = [
+const REGRESSION_SEEDS: [(u64, &str); 3] = [
     (
         0xc1_0003,
         "engine: a failed unschedule let the schedules planned on it run (MachineOf= unit placed \
@@ -24,6 +24,11 @@ const REGRESSION_SEEDS: [(u64, &str); 2] = [
         0xca_0065,
         "engine's cluster view: a late watch event undid the engine's newer write of the same \
          key (a peer's target vanished, its MachineOf= dependent was placed elsewhere)",
+    ),
+    (
+        0xca_00be,
+        "engine: a unit destroyed while being scheduled kept its re-created target and schedule \
+         entry forever (and ran)",
     ),
 ];
 
