@@ -188,6 +188,9 @@ enum Step {
         unit: String,
         machine: String,
         record: ScheduleRecord,
+        /// Rewrite an entry that exists (update-only), so that a write of an engine that
+        /// was paused past its lease cannot re-create an entry the new leader removed.
+        update_only: bool,
     },
     DeleteSchedule {
         unit: String,
@@ -925,6 +928,7 @@ impl Engine {
                                 unit: unit.clone(),
                                 machine: machine.clone(),
                                 record,
+                                update_only: false,
                             },
                         ]),
                         task_type: task.metric_type(),
@@ -981,11 +985,13 @@ impl Engine {
                 continue;
             };
             let key = (target.to_string(), name.clone());
-            if self.view.schedules().get(&key) != Some(&record) {
+            let existing = self.view.schedules().get(&key);
+            if existing != Some(&record) {
                 stage_two.push_back(sync_chain(Step::PutSchedule {
                     unit: name.clone(),
                     machine: target.to_string(),
                     record,
+                    update_only: existing.is_some(),
                 }));
             }
         }
@@ -1108,11 +1114,16 @@ impl Engine {
                 unit,
                 machine,
                 record,
+                update_only,
             } => Request::Put {
                 key: ks.schedule_entry(machine, unit),
                 value: PutValue::Value(record_json(record)),
                 ttl: None,
-                precondition: Precondition::None,
+                precondition: if *update_only {
+                    Precondition::Present
+                } else {
+                    Precondition::None
+                },
             },
             Step::DeleteSchedule { unit, machine } => Request::Delete {
                 key: ks.schedule_entry(machine, unit),

@@ -993,15 +993,19 @@ fn target_state_change_rewrites_the_schedule_record() {
         Some("loaded"),
     );
     let hash = unit_text("").hash();
-    assert_eq!(
-        h.complete_writes(),
-        vec![put_schedule(
-            &ks,
-            "a.service",
-            "m1",
-            schedule_json(hash, TargetState::Loaded)
-        )]
+    // Update-only (found by the cluster simulator, `FLT_SIM_SEED=0xca00fa`): an engine paused
+    // past its lease after deciding this write must not re-create an entry that the new
+    // leader removed meanwhile, scheduling the unit to two machines.
+    let mut update = put_schedule(
+        &ks,
+        "a.service",
+        "m1",
+        schedule_json(hash, TargetState::Loaded),
     );
+    if let Request::Put { precondition, .. } = &mut update {
+        *precondition = Precondition::Present;
+    }
+    assert_eq!(h.complete_writes(), vec![update]);
     // Going inactive: unscheduled (schedule entry, then target).
     h.event(
         Dir::Jobs,

@@ -14,7 +14,7 @@ use std::time::Duration;
 const FIRST_SEED: u64 = 0xc1_0000;
 
 /// Seeds that found bugs, kept as regression tests (each names what it found).
-const REGRESSION_SEEDS: [(u64, &str); 3] = [
+const REGRESSION_SEEDS: [(u64, &str); 4] = [
     (
         0xc1_0003,
         "engine: a failed unschedule let the schedules planned on it run (MachineOf= unit placed \
@@ -29,6 +29,11 @@ const REGRESSION_SEEDS: [(u64, &str); 3] = [
         0xca_00be,
         "engine: a unit destroyed while being scheduled kept its re-created target and schedule \
          entry forever (and ran)",
+    ),
+    (
+        0xca_00fa,
+        "engine: a target-state rewrite of a schedule entry, sent by an engine paused past its \
+         lease, re-created the entry the new leader had removed (unit on two machines)",
     ),
 ];
 
