@@ -263,11 +263,53 @@ pub fn registry_keys(data: &[u8]) {
     }
 }
 
+/// Target `api_request`: the first byte picks a decoder of the HTTP API (`core::api`), the rest
+/// is split at NUL bytes into its inputs: `route(method, path)`, `decode_put(name, content type,
+/// body)`, `decode_patch(body)` or `PageToken::decode(token)`. None may panic; an accepted PUT
+/// carries the URL's name, and an accepted page token encodes to a token that decodes to it.
+pub fn api_request(data: &[u8]) {
+    use flt_core::api::machines_patch::decode_patch;
+    use flt_core::api::pagination::PageToken;
+    use flt_core::api::routes::route;
+    use flt_core::api::units_put::decode_put;
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut parts = rest.splitn(3, |&b| b == 0);
+    let first = parts.next().unwrap_or(b"");
+    let second = parts.next().unwrap_or(b"");
+    let third = parts.next().unwrap_or(b"");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match selector % 4 {
+        0 => {
+            let _ = route(&text(first), &text(second));
+        }
+        1 => {
+            let name = text(first);
+            let content_type = text(second);
+            if let Ok(put) = decode_put(&name, &[content_type.as_str()], third) {
+                assert_eq!(put.name, name, "accepted PUT names another unit");
+            }
+        }
+        2 => {
+            let _ = decode_patch(rest);
+        }
+        _ => {
+            let token = text(rest);
+            if let Ok(decoded) = PageToken::decode(&token) {
+                let again = PageToken::decode(&decoded.encode());
+                assert_eq!(again, Ok(decoded), "token {token:?} does not round-trip");
+            }
+        }
+    }
+}
+
 /// A target's body.
 pub type Body = fn(&[u8]);
 
 /// Every target by name, for the stable replay.
-pub const TARGETS: [(&str, Body); 4] = [
+pub const TARGETS: [(&str, Body); 5] = [
+    ("api_request", api_request),
     ("registry_codec", registry_codec),
     ("registry_keys", registry_keys),
     ("glob_match", glob),

@@ -12,3 +12,6 @@ mod fuzz_replay;
 
 #[path = "sim/follower_swarm.rs"]
 mod follower_swarm;
+
+#[path = "sim/cluster.rs"]
+mod cluster;

@@ -177,6 +177,9 @@ enum Step {
         unit: String,
         machine: String,
         record: ScheduleRecord,
+        /// Rewrite an entry that exists (update-only), so that a write of an engine that
+        /// was paused past its lease cannot re-create an entry the new leader removed.
+        update_only: bool,
     },
     DeleteSchedule {
         unit: String,
@@ -849,6 +852,7 @@ impl Engine {
                                 unit: unit.clone(),
                                 machine: machine.clone(),
                                 record,
+                                update_only: false,
                             },
                         ]),
                         task_type: task.metric_type(),
@@ -875,17 +879,43 @@ impl Engine {
             {
                 continue;
             }
+            // Only a target is left: the job was destroyed while a schedule of it was in
+            // flight (the target write re-created it). Unschedule it.
+            if job.hash.is_none() && job.target_state.is_none() {
+                unscheduled.insert(name.as_str());
+                stage_one.push_back(Chain {
+                    steps: VecDeque::from([
+                        Step::DeleteSchedule {
+                            unit: name.clone(),
+                            machine: target.to_string(),
+                        },
+                        Step::DeleteTarget {
+                            unit: name.clone(),
+                            machine: target.to_string(),
+                        },
+                    ]),
+                    task_type: "unscheduleunit",
+                    done: Some(EngineEvent::UnitUnscheduled {
+                        unit: name.clone(),
+                        machine: target.to_string(),
+                        reason: "job destroyed".to_string(),
+                    }),
+                });
+                continue;
+            }
             // Kept even when no record can be built (unreadable target state): leave it be.
             wanted.insert((target, name.as_str()));
             let Some(record) = self.schedule_record(name) else {
                 continue;
             };
             let key = (target.to_string(), name.clone());
-            if self.view.schedules().get(&key) != Some(&record) {
+            let existing = self.view.schedules().get(&key);
+            if existing != Some(&record) {
                 stage_two.push_back(sync_chain(Step::PutSchedule {
                     unit: name.clone(),
                     machine: target.to_string(),
                     record,
+                    update_only: existing.is_some(),
                 }));
             }
         }
@@ -1008,11 +1038,16 @@ impl Engine {
                 unit,
                 machine,
                 record,
+                update_only,
             } => Request::Put {
                 key: ks.schedule_entry(machine, unit),
                 value: PutValue::Value(record_json(record)),
                 ttl: None,
-                precondition: Precondition::None,
+                precondition: if *update_only {
+                    Precondition::Present
+                } else {
+                    Precondition::None
+                },
             },
             Step::DeleteSchedule { unit, machine } => Request::Delete {
                 key: ks.schedule_entry(machine, unit),
@@ -1083,6 +1118,10 @@ impl Engine {
                         task: format!("{step:?}"),
                         failure,
                     });
+                    // The schedules were planned on these unschedules having happened (a
+                    // MachineOf= unit moving with its peer): plan again instead.
+                    self.next_stage.clear();
+                    self.dirty = true;
                 }
                 (_, Ok(_)) => {}
             }

@@ -932,6 +932,92 @@ fn dead_machine_units_are_moved_unschedule_before_schedule() {
     );
 }
 
+/// Found by the cluster simulator (`FLT_SIM_SEED=0xc10003`): a failed unschedule of a unit
+/// whose `MachineOf=` dependent moved with it let the schedules run anyway, placing the
+/// dependent on the new machine while its peer still targeted the dead one.
+#[test]
+fn a_failed_unschedule_holds_back_the_schedules_planned_on_it() {
+    let registry = Registry::default()
+        .machine("m1")
+        .machine("m2")
+        .job("a.service", "", TargetState::Launched, Some("m2"))
+        .job(
+            "b.service",
+            "MachineOf=a.service",
+            TargetState::Launched,
+            Some("m2"),
+        );
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Machines,
+        Action::Expire,
+        &ks.machine_object("m2"),
+        None,
+    );
+    let key = ks.schedule_entry("m2", "a.service");
+    let first = h.find(|r| matches!(r, Request::Delete { key: k, .. } if *k == key));
+    h.answer(first.id, Err(Failure::Timeout));
+    let mut writes = h.complete_writes();
+    h.run_until(h.now + secs(3.0));
+    writes.extend(h.complete_writes());
+    let target = ks.job_target("a.service");
+    let unscheduled = writes
+        .iter()
+        .position(|r| matches!(r, Request::Delete { key, .. } if *key == target));
+    let first_put = writes.iter().position(|r| matches!(r, Request::Put { .. }));
+    assert!(
+        unscheduled.is_some() && first_put > unscheduled,
+        "nothing may be scheduled before a.service is unscheduled: {writes:#?}"
+    );
+    for unit in ["a.service", "b.service"] {
+        assert!(
+            writes.contains(&put_target(&ks, unit, "m1")),
+            "{unit} not moved on the next reconcile: {writes:#?}"
+        );
+    }
+}
+
+/// Found by the cluster simulator (`FLT_SIM_SEED=0xca00be`): a unit destroyed while the engine
+/// scheduled it kept the target the engine's create re-made, and its schedule entry, forever.
+#[test]
+fn a_target_left_of_a_destroyed_job_is_unscheduled() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("a.service", "", TargetState::Launched, Some("m1"));
+    let mut h = leader(&registry);
+    h.complete_writes();
+    let ks = h.ks.clone();
+    h.event(Dir::Jobs, Action::Delete, &ks.job_object("a.service"), None);
+    h.event(
+        Dir::Jobs,
+        Action::Delete,
+        &ks.job_target_state("a.service"),
+        None,
+    );
+    h.run_until(h.now + secs(3.0));
+    let lease = ks.engine_lease();
+    let mut writes = h.complete_writes();
+    writes.retain(|r| !matches!(r, Request::Put { key, .. } if *key == lease));
+    assert_eq!(
+        writes,
+        vec![
+            Request::Delete {
+                key: ks.schedule_entry("m1", "a.service"),
+                precondition: Precondition::None,
+                recursive: false
+            },
+            Request::Delete {
+                key: ks.job_target("a.service"),
+                precondition: Precondition::Value("m1".into()),
+                recursive: false
+            },
+        ]
+    );
+}
+
 #[test]
 fn target_state_change_rewrites_the_schedule_record() {
     let registry =
@@ -948,15 +1034,19 @@ fn target_state_change_rewrites_the_schedule_record() {
         Some("loaded"),
     );
     let hash = unit_text("").hash();
-    assert_eq!(
-        h.complete_writes(),
-        vec![put_schedule(
-            &ks,
-            "a.service",
-            "m1",
-            schedule_json(hash, TargetState::Loaded)
-        )]
+    // Update-only (found by the cluster simulator, `FLT_SIM_SEED=0xca00fa`): an engine paused
+    // past its lease after deciding this write must not re-create an entry that the new
+    // leader removed meanwhile, scheduling the unit to two machines.
+    let mut update = put_schedule(
+        &ks,
+        "a.service",
+        "m1",
+        schedule_json(hash, TargetState::Loaded),
     );
+    if let Request::Put { precondition, .. } = &mut update {
+        *precondition = Precondition::Present;
+    }
+    assert_eq!(h.complete_writes(), vec![update]);
     // Going inactive: unscheduled (schedule entry, then target).
     h.event(
         Dir::Jobs,

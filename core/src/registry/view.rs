@@ -138,6 +138,9 @@ pub struct ClusterView {
     read_index: BTreeMap<Dir, u64>,
     /// The index of the latest event applied to each directory.
     event_index: BTreeMap<Dir, u64>,
+    /// The index of the latest event applied to each key since its directory's last read, so
+    /// that a late watch event cannot undo a newer write the engine applied from its own reply.
+    key_index: BTreeMap<String, u64>,
 }
 
 impl ClusterView {
@@ -211,6 +214,8 @@ impl ClusterView {
             }
         }
         self.read_index.insert(dir, index);
+        // Events up to the read are ignored anyway: forget them, so the map stays small.
+        self.key_index.retain(|_, at| *at > index);
         true
     }
 
@@ -223,6 +228,11 @@ impl ClusterView {
         if event.node.modified_index != 0 && event.node.modified_index <= read_at {
             return None;
         }
+        let newest = self.key_index.entry(event.node.key.clone()).or_default();
+        if event.node.modified_index < *newest {
+            return None;
+        }
+        *newest = event.node.modified_index;
         let value = if event.action.is_removal() {
             None
         } else {
@@ -549,6 +559,38 @@ mod tests {
             nodes,
             ..Node::default()
         }
+    }
+
+    /// Found by the cluster simulator (`FLT_SIM_SEED=0xca0065`): the engine applies its own
+    /// writes from their replies; the watch event of an older change to the same key, arriving
+    /// later, removed a target the engine had just written.
+    #[test]
+    fn a_late_event_does_not_undo_a_newer_change_to_the_same_key() {
+        let ks = ks();
+        let mut view = ClusterView::new(ks.clone());
+        view.apply_read(Dir::Jobs, None, 10);
+        for (i, name) in ["a.service", "b.service"].into_iter().enumerate() {
+            let state = event(
+                Action::Set,
+                ks.job_target_state(name),
+                Some("launched"),
+                50 + i as u64,
+            );
+            view.apply_event(&state);
+        }
+        let target = ks.job_target("a.service");
+        let written = event(Action::Create, target.clone(), Some("m2"), 60);
+        assert_eq!(view.apply_event(&written), Some(Dir::Jobs));
+        let stale = event(Action::CompareAndDelete, target.clone(), None, 55);
+        assert_eq!(view.apply_event(&stale), None);
+        assert_eq!(view.jobs()["a.service"].target.as_deref(), Some("m2"));
+        // Older events of other keys still count.
+        let other = event(Action::Set, ks.job_target("b.service"), Some("m1"), 56);
+        assert_eq!(view.apply_event(&other), Some(Dir::Jobs));
+        assert_eq!(view.jobs()["b.service"].target.as_deref(), Some("m1"));
+        let newer = event(Action::Delete, target, None, 61);
+        assert_eq!(view.apply_event(&newer), Some(Dir::Jobs));
+        assert_eq!(view.jobs()["a.service"].target, None);
     }
 
     #[test]

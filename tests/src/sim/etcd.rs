@@ -289,6 +289,8 @@ pub struct SimEtcd {
     expiries: BTreeSet<(Instant, String)>,
     history: VecDeque<Recorded>,
     watches: BTreeMap<WatchId, Watch>,
+    /// Watches with something in their outbox (so that polling does not scan every watch).
+    ready: BTreeSet<WatchId>,
     next_watch: u64,
     unreachable: BTreeSet<ClientId>,
 }
@@ -316,6 +318,7 @@ impl SimEtcd {
             history: VecDeque::new(),
             watches: BTreeMap::new(),
             next_watch: 0,
+            ready: BTreeSet::new(),
             unreachable: BTreeSet::new(),
         }
     }
@@ -575,20 +578,24 @@ impl SimEtcd {
     pub fn poll_watch(&mut self, id: WatchId) -> Option<Result<Event, Failure>> {
         let watch = self.watches.get_mut(&id)?;
         let item = watch.outbox.pop_front();
-        if watch.ended && watch.outbox.is_empty() {
-            self.watches.remove(&id);
+        if watch.outbox.is_empty() {
+            self.ready.remove(&id);
+            if watch.ended {
+                self.watches.remove(&id);
+            }
         }
         item
     }
 
     /// The next waiting item of any watch, lowest id first.
     pub fn poll_any_watch(&mut self) -> Option<(WatchId, Result<Event, Failure>)> {
-        let id = *self.watches.iter().find(|(_, w)| !w.outbox.is_empty())?.0;
+        let id = *self.ready.first()?;
         self.poll_watch(id).map(|item| (id, item))
     }
 
     /// Stops watch `id`; what it had not delivered is dropped. False if there was no such watch.
     pub fn cancel_watch(&mut self, id: WatchId) -> bool {
+        self.ready.remove(&id);
         self.watches.remove(&id).is_some()
     }
 
@@ -612,6 +619,7 @@ impl SimEtcd {
         }
         if watch.cursor < start {
             watch.outbox.push_back(Err(Failure::HistoryLost { index }));
+            self.ready.insert(id);
             watch.ended = true;
             return;
         }
@@ -622,6 +630,9 @@ impl SimEtcd {
                 watch.outbox.push_back(Ok(recorded.event.clone()));
             }
         }
+        if !watch.outbox.is_empty() {
+            self.ready.insert(id);
+        }
         watch.cursor = watch.cursor.max(index + 1);
     }
 
@@ -629,13 +640,14 @@ impl SimEtcd {
     fn record(&mut self, event: Event, refresh: bool) {
         let recorded = Recorded { event, refresh };
         let index = recorded.event.node.modified_index;
-        for watch in self.watches.values_mut() {
+        for (id, watch) in self.watches.iter_mut() {
             let live = watch.client.is_none_or(|c| !self.unreachable.contains(&c));
             if watch.ended || !live || watch.cursor == 0 || index < watch.cursor {
                 continue;
             }
             if watch_matches(&watch.prefix, &recorded) {
                 watch.outbox.push_back(Ok(recorded.event.clone()));
+                self.ready.insert(*id);
             }
             watch.cursor = index + 1;
         }

@@ -18,13 +18,19 @@
 //!   off; `FLT_SIM_SEED` replays a seed.
 //! - [`systemd::SimSystemd`]: one machine's systemd: unit files, load/active/sub states, jobs with
 //!   latency, failures, daemon-reload.
+//! - [`scenario::Scenario`]: one seed's machines, units (the six deployment patterns), users'
+//!   actions and faults (those of `FaultPlan` plus crashes, pauses, etcd-wide outages); shared
+//!   with the whole-cluster fuzz target.
+//! - [`cluster::Cluster`]: the whole cluster: every machine's `Engine` and `Agent` with its own
+//!   drifting clock, the loop below, the invariants after every step, convergence and
+//!   quiescence after healing. `Documentation/simulation.md` describes it for users.
 //!
 //! None of these may stand in for the real thing in integration tests: drivers are tested against
 //! a real etcd and a real systemd (see [`crate::etcd`]). They exist so that many `core` nodes can
 //! run, with faults, far faster than real time.
 //!
-//! The run loop of a cluster simulation (`tests/tests/sim/follower_swarm.rs` is a working
-//! instance for `PrefixFollower`; a node's engine and agent slot in the same way):
+//! The run loop of a cluster simulation (`cluster.rs` is the whole-cluster instance;
+//! `tests/tests/sim/follower_swarm.rs` a small one for `PrefixFollower`):
 //!
 //! ```text
 //! plan = FaultPlan::draw(seed, nodes, safety_phase); print it
@@ -41,9 +47,11 @@
 //! after healing: wait for convergence, then check quiescence (invariants::changes_since)
 //! ```
 
+pub mod cluster;
 pub mod etcd;
 pub mod invariants;
 pub mod network;
 pub mod registry;
+pub mod scenario;
 pub mod swarm;
 pub mod systemd;

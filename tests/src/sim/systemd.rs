@@ -505,6 +505,16 @@ impl SimSystemd {
             .collect()
     }
 
+    /// The names of the units that are `active` or `activating` (being stopped does not
+    /// count: the agent does not wait for stop jobs, as fleet's did not).
+    pub fn started_units(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|(_, u)| matches!(u.active, "active" | "activating"))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     // --- faults ---
 
     /// Makes the next start of `name` fail.
@@ -517,6 +527,13 @@ impl SimSystemd {
         self.advance(now);
         if self.units.get(name).is_some_and(|u| u.active == "active") {
             self.die(name, clean);
+        }
+    }
+
+    /// Forgets every death drawn so far (the faults heal: units that are to die live on).
+    pub fn cancel_deaths(&mut self) {
+        for unit in self.units.values_mut() {
+            unit.dies_at = None;
         }
     }
 
@@ -618,6 +635,11 @@ impl SimSystemd {
             result,
         });
         self.collect_garbage(name);
+    }
+
+    /// Whether a notice waits for [`SimSystemd::poll_notice`].
+    pub fn has_notices(&self) -> bool {
+        !self.notices.is_empty()
     }
 
     /// The next state change or job end, in the order they happened.
