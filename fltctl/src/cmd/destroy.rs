@@ -1,6 +1,6 @@
 //! `fltctl destroy UNIT...`: remove units from the cluster.
 
-use super::find::find_units;
+use super::find::existing_units;
 use super::wait::{ATTEMPT, POLL_INTERVAL};
 use crate::cli::{BlockArgs, Blocking};
 use crate::context::Ctx;
@@ -23,21 +23,10 @@ pub struct DestroyArgs {
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &DestroyArgs) -> u8 {
-    if args.units.is_empty() {
-        ctx.warn("No units given");
-        return 0;
-    }
-    let units = match find_units(ctx, &args.units) {
+    let units = match existing_units(ctx, &args.units) {
         Ok(units) => units,
-        Err(e) => {
-            ctx.warn(e);
-            return 1;
-        }
+        Err(code) => return code,
     };
-    if units.is_empty() {
-        ctx.warn("Units not found in registry");
-        return 0;
-    }
     let mut exit = 0;
     for unit in units {
         if let Err(e) = ctx.api.destroy_unit(&unit.name) {

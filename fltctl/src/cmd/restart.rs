@@ -1,7 +1,7 @@
 //! `fltctl restart UNIT...`: stop and start units.
 
 use super::create::{Creator, lazy_create_units};
-use super::find::{find_units, go_list};
+use super::find::{existing_units, go_list};
 use super::wait::try_wait_for_unit_states;
 use crate::cli::Blocking;
 use crate::context::Ctx;
@@ -35,21 +35,10 @@ pub struct RestartArgs {
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &RestartArgs) -> u8 {
-    if args.units.is_empty() {
-        ctx.warn("No units given");
-        return 0;
-    }
-    let units = match find_units(ctx, &args.units) {
+    let units = match existing_units(ctx, &args.units) {
         Ok(units) => units,
-        Err(e) => {
-            ctx.warn(e);
-            return 1;
-        }
+        Err(code) => return code,
     };
-    if units.is_empty() {
-        ctx.warn("Units not found in registry");
-        return 0;
-    }
     let blocking = Blocking::for_creation(args.block_attempts);
     if let Err(e) = lazy_create_units(ctx, &args.units, Creator::Restart, false, blocking) {
         ctx.warn(format!("Error creating units: {e}"));

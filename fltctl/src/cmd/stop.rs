@@ -1,6 +1,6 @@
 //! `fltctl stop UNIT...`: stop units, keeping them loaded on their machines.
 
-use super::find::{find_units, go_list};
+use super::find::{existing_units, go_list};
 use super::wait::try_wait_for_unit_states;
 use crate::cli::BlockArgs;
 use crate::context::Ctx;
@@ -35,25 +35,14 @@ pub enum Lowering {
 }
 
 pub fn lower(ctx: &mut Ctx<'_>, args: &[String], block: &BlockArgs, lowering: Lowering) -> u8 {
-    if args.is_empty() {
-        ctx.warn("No units given");
-        return 0;
-    }
     let (state, verb, done, failed) = match lowering {
         Lowering::Stop => ("loaded", "stop", "stopped", "stop"),
         Lowering::Unload => ("inactive", "unload", "unloaded", "unload"),
     };
-    let units = match find_units(ctx, args) {
+    let units = match existing_units(ctx, args) {
         Ok(units) => units,
-        Err(e) => {
-            ctx.warn(e);
-            return 1;
-        }
+        Err(code) => return code,
     };
-    if units.is_empty() {
-        ctx.warn("Units not found in registry");
-        return 0;
-    }
     let mut waiting = Vec::new();
     for unit in &units {
         let global = is_global(unit);
