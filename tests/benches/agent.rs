@@ -1,0 +1,276 @@
+//! Agent cost at steady state: one real test host (systemd as PID 1) and a real etcd, fltd
+//! started by the shipped unit files, N trivial units launched through the API; then fltd's CPU
+//! time, RSS and the etcd request rate are measured over a quiet window.
+//!
+//! `cargo bench -p flt-tests --bench agent` (`FLT_BENCH_UNITS=500,2000` sets the unit counts,
+//! `FLT_BENCH_WINDOW_SECS=30` the window). Prints figures only; nothing here asserts on time.
+//! Needs root and the tools listed in `flt_tests::testhost`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
+
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
+/// etcd 3.4's v2 store counters: every v2 keys request the agent makes lands in one of these.
+const ETCD_COUNTERS: [&str; 3] = [
+    "etcd_debugging_store_reads_total",
+    "etcd_debugging_store_writes_total",
+    "etcd_debugging_store_watch_requests_total",
+];
+
+fn exec(host: &Host, args: &[&str]) -> String {
+    host.exec_ok(args)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .to_string()
+}
+
+/// Builds fltd in the profile of this bench; returns its path inside the host.
+fn build_fltd(target: &Bind) -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-p", "fltd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile == "release" {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build -p fltd");
+    assert!(status.success(), "cargo build -p fltd: {status}");
+    let binary = Path::new(profile).join("fltd");
+    assert!(target.source.join(&binary).exists(), "no fltd built");
+    target.target.join(binary)
+}
+
+fn install_fltd(host: &Host, fltd: &Path, etcd: &str) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host");
+    let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
+    let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
+    let service = service.replace(
+        "ExecStart=/usr/bin/fltd",
+        &format!("ExecStart={}", fltd.display()),
+    );
+    let root = host.root().unwrap_or_else(|e| panic!("{e}"));
+    let units = root.join("etc/systemd/system");
+    std::fs::write(units.join("fltd.service"), service).expect("write fltd.service");
+    std::fs::write(units.join("flt.socket"), socket).expect("write flt.socket");
+    let dropin = units.join("fltd.service.d");
+    std::fs::create_dir_all(&dropin).expect("drop-in dir");
+    std::fs::write(
+        dropin.join("bench.conf"),
+        format!("[Service]\nEnvironment=FLT_ETCD_SERVERS={etcd}\n"),
+    )
+    .expect("write drop-in");
+    exec(host, &["systemctl", "daemon-reload"]);
+    exec(host, &["systemctl", "start", "flt.socket"]);
+    exec(host, &["systemctl", "start", "fltd.service"]);
+}
+
+/// One HTTP/1.1 request on the host's API socket, reached from outside through
+/// `/proc/<pid>/root/run` (inside the host `/var/run` is an absolute symlink to `/run`).
+/// Returns the status code.
+fn api_put(socket: &Path, path: &str, body: &str) -> Result<u16, String> {
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: flt\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("PUT {path}: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("PUT {path}: {e}"))?;
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("PUT {path}: no status in {answer:?}"))
+}
+
+fn unit_name(i: usize) -> String {
+    format!("bench-{i:05}.service")
+}
+
+fn count_active(host: &Host) -> usize {
+    let out = exec(
+        host,
+        &[
+            "systemctl",
+            "list-units",
+            "--state=active",
+            "--no-legend",
+            "--plain",
+            "bench-*.service",
+        ],
+    );
+    out.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// (utime + stime in seconds, VmRSS in kB) of `pid`, read inside the host's PID namespace.
+fn cpu_and_rss(host: &Host, pid: &str) -> (f64, u64) {
+    let stat = exec(host, &["cat", &format!("/proc/{pid}/stat")]);
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or(&stat);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("bad /proc/{pid}/stat: {stat}"))
+    };
+    let hz = exec(host, &["getconf", "CLK_TCK"])
+        .parse::<f64>()
+        .unwrap_or(100.0);
+    let cpu = (ticks(11) + ticks(12)) / hz;
+    let status = exec(host, &["cat", &format!("/proc/{pid}/status")]);
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    (cpu, rss)
+}
+
+/// Sum of etcd's v2 store request counters.
+fn etcd_requests(cluster: &Cluster) -> f64 {
+    let metrics = cluster
+        .etcd()
+        .get("/metrics")
+        .unwrap_or_else(|e| panic!("etcd /metrics: {e}"));
+    metrics
+        .lines()
+        .filter(|l| ETCD_COUNTERS.iter().any(|c| l.starts_with(c)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Row {
+    units: usize,
+    converge: Duration,
+    cpu_percent: f64,
+    rss_mb: f64,
+    etcd_per_sec: f64,
+}
+
+fn run(units: usize, window: Duration) -> Row {
+    let target = Bind::cargo_target_dir();
+    let fltd = build_fltd(&target);
+    let cluster = Cluster::start(ClusterConfig {
+        binds: vec![target],
+        ..ClusterConfig::new(1)
+    })
+    .unwrap_or_else(|e| panic!("starting a 1-host test cluster: {e}"));
+    let host = cluster.host(0);
+    install_fltd(host, &fltd, &cluster.etcd_endpoint());
+    let socket = host
+        .root()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("run/flt.sock");
+
+    let started = Instant::now();
+    let body = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep infinity"}]}"#;
+    for i in 0..units {
+        let path = format!("/flt/v1/units/{}", unit_name(i));
+        // 503 while the engine is still reading the registry after start: retry a while.
+        let status = loop {
+            let status = api_put(&socket, &path, body).unwrap_or_else(|e| panic!("{e}"));
+            if status != 503 || started.elapsed() > Duration::from_secs(60) {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status == 201 || status == 204, "PUT {path}: HTTP {status}");
+    }
+    let submitted = started.elapsed();
+    loop {
+        let active = count_active(host);
+        if active >= units {
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE_TIMEOUT,
+            "{units} units: only {active} active after {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let converge = started.elapsed();
+    println!(
+        "{units} units: submitted in {:.1}s, all active after {:.1}s",
+        submitted.as_secs_f64(),
+        converge.as_secs_f64()
+    );
+    // Let the post-convergence reconcile and state publishing settle before measuring.
+    std::thread::sleep(Duration::from_secs(10));
+
+    let pid = exec(
+        host,
+        &["systemctl", "show", "-p", "MainPID", "--value", "fltd"],
+    );
+    let (cpu0, _) = cpu_and_rss(host, &pid);
+    let etcd0 = etcd_requests(&cluster);
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (cpu1, rss) = cpu_and_rss(host, &pid);
+    let etcd1 = etcd_requests(&cluster);
+    let elapsed = t0.elapsed().as_secs_f64();
+    Row {
+        units,
+        converge,
+        cpu_percent: (cpu1 - cpu0) / elapsed * 100.0,
+        rss_mb: rss as f64 / 1024.0,
+        etcd_per_sec: (etcd1 - etcd0) / elapsed,
+    }
+}
+
+fn main() {
+    let counts: Vec<usize> = std::env::var("FLT_BENCH_UNITS")
+        .unwrap_or_else(|_| "500,2000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("FLT_BENCH_UNITS: bad count {s:?}"))
+        })
+        .collect();
+    let window = Duration::from_secs(
+        std::env::var("FLT_BENCH_WINDOW_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
+    let rows: Vec<Row> = counts.iter().map(|&n| run(n, window)).collect();
+    println!(
+        "\nsteady state over {}s (units launched, agent_ttl default):",
+        window.as_secs()
+    );
+    println!(
+        "{:>6} {:>9} {:>12} {:>10} {:>8} {:>14}",
+        "units", "state", "converge s", "CPU %", "RSS MB", "etcd req/s"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>9} {:>12.1} {:>10.2} {:>8.1} {:>14.2}",
+            r.units,
+            "active",
+            r.converge.as_secs_f64(),
+            r.cpu_percent,
+            r.rss_mb,
+            r.etcd_per_sec
+        );
+    }
+}
