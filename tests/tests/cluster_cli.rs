@@ -457,7 +457,18 @@ fn an_up_killed_while_booting_is_swept_by_the_next_up() {
         },
     );
     first.kill().expect("kill the first up");
-    // Not reaped yet: the killed owner is a zombie, which must count as gone.
+    // SIGKILL lands asynchronously (later still if the process sits in a mount or unshare call):
+    // wait until it is a zombie, not yet reaped, which must count as gone.
+    let stat = format!("/proc/{}/stat", first.id());
+    wait_for("the first up to die", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&stat).map_err(|e| format!("{stat}: {e}"))?;
+        let state = text.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        if state == Some(Some('Z')) {
+            Ok(())
+        } else {
+            Err(format!("state {state:?}"))
+        }
+    });
     let out = up(&id, 1);
     assert!(out.contains("is up: 1 host(s)"), "{out}");
     first.wait().expect("reap the first up");
