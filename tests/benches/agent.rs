@@ -8,9 +8,10 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use flt_tests::fltd_host::{build_fltd, exec, install_fltd};
 use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
 
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -20,58 +21,6 @@ const ETCD_COUNTERS: [&str; 3] = [
     "etcd_debugging_store_writes_total",
     "etcd_debugging_store_watch_requests_total",
 ];
-
-fn exec(host: &Host, args: &[&str]) -> String {
-    host.exec_ok(args)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .trim()
-        .to_string()
-}
-
-/// Builds fltd in the profile of this bench; returns its path inside the host.
-fn build_fltd(target: &Bind) -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-p", "fltd"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile == "release" {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build -p fltd");
-    assert!(status.success(), "cargo build -p fltd: {status}");
-    let binary = Path::new(profile).join("fltd");
-    assert!(target.source.join(&binary).exists(), "no fltd built");
-    target.target.join(binary)
-}
-
-fn install_fltd(host: &Host, fltd: &Path, etcd: &str) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host");
-    let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
-    let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
-    let service = service.replace(
-        "ExecStart=/usr/bin/fltd",
-        &format!("ExecStart={}", fltd.display()),
-    );
-    let root = host.root().unwrap_or_else(|e| panic!("{e}"));
-    let units = root.join("etc/systemd/system");
-    std::fs::write(units.join("fltd.service"), service).expect("write fltd.service");
-    std::fs::write(units.join("flt.socket"), socket).expect("write flt.socket");
-    let dropin = units.join("fltd.service.d");
-    std::fs::create_dir_all(&dropin).expect("drop-in dir");
-    std::fs::write(
-        dropin.join("bench.conf"),
-        format!("[Service]\nEnvironment=FLT_ETCD_SERVERS={etcd}\n"),
-    )
-    .expect("write drop-in");
-    exec(host, &["systemctl", "daemon-reload"]);
-    exec(host, &["systemctl", "start", "flt.socket"]);
-    exec(host, &["systemctl", "start", "fltd.service"]);
-}
 
 /// One HTTP/1.1 request on the host's API socket, reached from outside through
 /// `/proc/<pid>/root/run` (inside the host `/var/run` is an absolute symlink to `/run`).
@@ -175,7 +124,12 @@ fn run(units: usize, window: Duration) -> Row {
     })
     .unwrap_or_else(|e| panic!("starting a 1-host test cluster: {e}"));
     let host = cluster.host(0);
-    install_fltd(host, &fltd, &cluster.etcd_endpoint());
+    install_fltd(
+        host,
+        &fltd,
+        "bench.conf",
+        &[("FLT_ETCD_SERVERS", cluster.etcd_endpoint())],
+    );
     let socket = host
         .root()
         .unwrap_or_else(|e| panic!("{e}"))

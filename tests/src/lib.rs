@@ -2,5 +2,6 @@
 //! integration tests in `tests/tests/`.
 
 pub mod etcd;
+pub mod fltd_host;
 pub mod sim;
 pub mod testhost;

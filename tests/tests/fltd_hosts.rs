@@ -9,9 +9,9 @@
 //! Needs root and the tools listed in `flt_tests::testhost`; fails with the reason if they are
 //! missing, unless `FLT_SKIP_HOST_TESTS=1`.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use flt_tests::fltd_host::{build_fltd, exec, install_fltd};
 use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
 
 const AGENT_TTL_SECS: u64 = 3;
@@ -31,39 +31,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-}
-
-fn exec(host: &Host, args: &[&str]) -> String {
-    host.exec_ok(args)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .trim()
-        .to_string()
-}
-
-/// Builds fltd with the cargo (and profile) that built this test; returns its path in the
-/// target dir.
-fn build_fltd(target: &Bind) -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-p", "fltd"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile == "release" {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build -p fltd");
-    assert!(status.success(), "cargo build -p fltd: {status}");
-    let binary = Path::new(profile).join("fltd");
-    assert!(
-        target.source.join(&binary).exists(),
-        "no fltd at {}",
-        target.source.join(&binary).display()
-    );
-    target.target.join(binary)
 }
 
 /// The API inside `host`: `curl` on the unix socket. Returns (HTTP status, body).
@@ -105,35 +72,6 @@ fn api(host: &Host, method: &str, path: &str, body: Option<&str>) -> Result<(u16
         .parse()
         .map_err(|_| format!("no status in {text:?}"))?;
     Ok((status, body.to_string()))
-}
-
-/// Installs the shipped unit files with the test's binary path and settings, and starts them.
-fn install_fltd(host: &Host, fltd: &Path, etcd: &str, agent_ttl_secs: u64) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host");
-    let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
-    let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
-    let service = service.replace(
-        "ExecStart=/usr/bin/fltd",
-        &format!("ExecStart={}", fltd.display()),
-    );
-    assert!(service.contains(&fltd.display().to_string()));
-    let root = host.root().unwrap_or_else(|e| panic!("{e}"));
-    let units = root.join("etc/systemd/system");
-    std::fs::write(units.join("fltd.service"), service).expect("write fltd.service");
-    std::fs::write(units.join("flt.socket"), socket).expect("write flt.socket");
-    let dropin = units.join("fltd.service.d");
-    std::fs::create_dir_all(&dropin).expect("drop-in dir");
-    std::fs::write(
-        dropin.join("test.conf"),
-        format!(
-            "[Service]\nEnvironment=FLT_ETCD_SERVERS={etcd}\nEnvironment=FLT_AGENT_TTL={agent_ttl_secs}s\n\
-             Environment=FLT_VERBOSITY=1\n"
-        ),
-    )
-    .expect("write drop-in");
-    exec(host, &["systemctl", "daemon-reload"]);
-    exec(host, &["systemctl", "start", "flt.socket"]);
-    exec(host, &["systemctl", "start", "--no-block", "fltd.service"]);
 }
 
 fn is_active(host: &Host) -> bool {
@@ -189,7 +127,16 @@ fn cluster_with_fltd(agent_ttl_secs: u64) -> Cluster {
     let etcd = cluster.etcd_endpoint();
     let started = Instant::now();
     for host in cluster.hosts() {
-        install_fltd(host, &fltd, &etcd, agent_ttl_secs);
+        install_fltd(
+            host,
+            &fltd,
+            "test.conf",
+            &[
+                ("FLT_ETCD_SERVERS", etcd.clone()),
+                ("FLT_AGENT_TTL", format!("{agent_ttl_secs}s")),
+                ("FLT_VERBOSITY", "1".to_string()),
+            ],
+        );
     }
 
     // Both machines registered, seen through either host's API.

@@ -1,0 +1,74 @@
+//! fltd on a test host: build it with the cargo that builds the tests, install the shipped unit
+//! files (`examples/host/`) with a drop-in, and start it. Shared by the host tests and benches.
+
+use crate::testhost::{Bind, Host};
+use std::path::{Path, PathBuf};
+
+/// Runs `args` in `host`; panics with the harness's message on failure. Returns trimmed stdout.
+pub fn exec(host: &Host, args: &[&str]) -> String {
+    host.exec_ok(args)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .to_string()
+}
+
+/// Builds fltd with the cargo (and profile) that built this crate; returns its path inside a
+/// host that has `target` bound.
+pub fn build_fltd(target: &Bind) -> PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-p", "fltd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile == "release" {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build -p fltd");
+    assert!(status.success(), "cargo build -p fltd: {status}");
+    let binary = Path::new(profile).join("fltd");
+    assert!(
+        target.source.join(&binary).exists(),
+        "no fltd at {}",
+        target.source.join(&binary).display()
+    );
+    target.target.join(binary)
+}
+
+/// Installs `fltd.service` (running the binary `fltd`, a path inside the host) and `flt.socket`
+/// from `examples/host/`, with `environment` in the drop-in `dropin_name`, then starts the socket
+/// and (without waiting for READY) the service.
+/// Installs the shipped unit files with the test's binary path and settings, and starts them.
+pub fn install_fltd(host: &Host, fltd: &Path, dropin_name: &str, environment: &[(&str, String)]) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host");
+    let service = std::fs::read_to_string(examples.join("fltd.service")).expect("fltd.service");
+    let socket = std::fs::read_to_string(examples.join("flt.socket")).expect("flt.socket");
+    let service = service.replace(
+        "ExecStart=/usr/bin/fltd",
+        &format!("ExecStart={}", fltd.display()),
+    );
+    assert!(service.contains(&fltd.display().to_string()));
+    let root = host.root().unwrap_or_else(|e| panic!("{e}"));
+    let units = root.join("etc/systemd/system");
+    std::fs::write(units.join("fltd.service"), service).expect("write fltd.service");
+    std::fs::write(units.join("flt.socket"), socket).expect("write flt.socket");
+    let dropin = units.join("fltd.service.d");
+    std::fs::create_dir_all(&dropin).expect("drop-in dir");
+    let mut conf = String::from(
+        "[Service]
+",
+    );
+    for (name, value) in environment {
+        conf.push_str(&format!(
+            "Environment={name}={value}
+"
+        ));
+    }
+    std::fs::write(dropin.join(dropin_name), conf).expect("write drop-in");
+    exec(host, &["systemctl", "daemon-reload"]);
+    exec(host, &["systemctl", "start", "flt.socket"]);
+    exec(host, &["systemctl", "start", "--no-block", "fltd.service"]);
+}
