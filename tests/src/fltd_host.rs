@@ -12,30 +12,11 @@ pub fn exec(host: &Host, args: &[&str]) -> String {
         .to_string()
 }
 
-/// Builds fltd with the cargo (and profile) that built this crate; returns its path inside a
+/// Builds fltd (and fltctl, in one cargo invocation so that every test builds the same
+/// artifacts) with the cargo and profile that built this crate; returns fltd's path inside a
 /// host that has `target` bound.
 pub fn build_fltd(target: &Bind) -> PathBuf {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-p", "fltd"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile == "release" {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build -p fltd");
-    assert!(status.success(), "cargo build -p fltd: {status}");
-    let binary = Path::new(profile).join("fltd");
-    assert!(
-        target.source.join(&binary).exists(),
-        "no fltd at {}",
-        target.source.join(&binary).display()
-    );
-    target.target.join(binary)
+    crate::fltcluster::build_binaries(target).0
 }
 
 /// Installs `fltd.service` (running the binary `fltd`, a path inside the host) and `flt.socket`

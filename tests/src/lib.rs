@@ -2,6 +2,7 @@
 //! integration tests in `tests/tests/`.
 
 pub mod etcd;
+pub mod fltcluster;
 pub mod fltd_host;
 pub mod sim;
 pub mod testhost;
