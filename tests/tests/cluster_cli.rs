@@ -89,6 +89,7 @@ impl Drop for DestroyOnDrop {
     }
 }
 
+#[derive(Debug)]
 struct Run {
     code: Option<i32>,
     stdout: String,
@@ -236,7 +237,17 @@ fn up_status_exec_fltctl_and_down_leave_nothing_behind() {
         )
         .ok("systemctl cat fltd");
         assert!(unit.contains("ExecStart=/opt/flt/bin/fltd"), "{unit}");
-        assert!(unit.contains("Restart=always"), "{unit}");
+        assert!(unit.contains("Type=notify"), "not the shipped unit: {unit}");
+        let socket = cli(
+            &id,
+            &["exec", name, "systemctl", "cat", "--no-pager", "flt.socket"],
+        )
+        .ok("systemctl cat flt.socket");
+        assert!(
+            socket.contains("ListenStream=/var/run/flt.sock")
+                && socket.contains(&format!("ListenStream={}:54728", host.ip())),
+            "{socket}"
+        );
         let conf = cli(&id, &["exec", name, "cat", "/etc/flt/flt.conf"]).ok("cat flt.conf");
         let ip = host.ip();
         for line in [
@@ -244,18 +255,16 @@ fn up_status_exec_fltctl_and_down_leave_nothing_behind() {
             format!("public_ip={ip}"),
             format!("metadata=hostname={}", host.hostname()),
             "agent_ttl=10s".to_string(),
-            format!("listen=unix:///var/run/flt.sock,tcp://{ip}:54728"),
         ] {
             assert!(
                 conf.lines().any(|l| l == line),
                 "{name}: no {line:?} in\n{conf}"
             );
         }
-        // The binary's own first words reach the unit's journal: the daemon's startup line,
-        // or (before the daemon issue) its refusal; both name this build's version.
+        // The daemon's startup line (naming this build's version) reaches the unit's journal,
+        // and its API answers on the unix socket `./cluster fltctl` uses and on the host's IP.
         let started = format!("Starting fltd version {VERSION}");
-        let refused = format!("fltd {VERSION}: the daemon is not implemented yet");
-        let log = wait_for(
+        wait_for(
             &format!("fltd's startup line in {name}'s journal"),
             Duration::from_secs(15),
             || {
@@ -263,28 +272,38 @@ fn up_status_exec_fltctl_and_down_leave_nothing_behind() {
                     &id,
                     &["logs", name, "-o", "cat", "_SYSTEMD_UNIT=fltd.service"],
                 );
-                if log.stdout.contains(&started) || log.stdout.contains(&refused) {
-                    Ok(log.stdout)
+                if log.stdout.contains(&started) {
+                    Ok(())
                 } else {
                     Err(log.stdout)
                 }
             },
         );
-        // A daemon that starts serves its API on the unix socket `./cluster fltctl` uses.
-        if log.contains(&started) {
-            wait_for(
-                &format!("{name}: API socket /var/run/flt.sock"),
-                Duration::from_secs(10),
-                || {
-                    let probe = cli(&id, &["exec", name, "test", "-S", "/var/run/flt.sock"]);
-                    if probe.code == Some(0) {
-                        Ok(())
-                    } else {
-                        Err(format!("exit {:?}", probe.code))
-                    }
-                },
-            );
-        }
+        let tcp = format!("http://{ip}:54728/flt/v1/machines");
+        wait_for(
+            &format!("{name}: the API on unix:///var/run/flt.sock and {tcp}"),
+            Duration::from_secs(10),
+            || {
+                let unix = cli(
+                    &id,
+                    &[
+                        "exec",
+                        name,
+                        "curl",
+                        "-sf",
+                        "--unix-socket",
+                        "/var/run/flt.sock",
+                        "http://flt/flt/v1/machines",
+                    ],
+                );
+                let over_tcp = cli(&id, &["exec", name, "curl", "-sf", &tcp]);
+                if unix.code == Some(0) && over_tcp.code == Some(0) {
+                    Ok(())
+                } else {
+                    Err(format!("{unix:?} {over_tcp:?}"))
+                }
+            },
+        );
     }
 
     let status = cli(&id, &["status"]).ok("status");

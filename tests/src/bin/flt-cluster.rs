@@ -19,7 +19,10 @@ const API_SOCKET: &str = "/var/run/flt.sock";
 const BIN_IN_HOST: &str = "/opt/flt/bin";
 const REPO_IN_HOST: &str = "/opt/flt/repo";
 const AGENT_TTL: &str = "10s";
-const FLTD_UNIT: &str = include_str!("../../testhost/fltd.service");
+/// The shipped unit files (examples/host/), installed as they are but for the binary's path
+/// and a socket drop-in that adds the host's TCP address.
+const FLTD_UNIT: &str = include_str!("../../../examples/host/fltd.service");
+const FLT_SOCKET: &str = include_str!("../../../examples/host/flt.socket");
 /// In the state dir: the loopback addresses of the detached forward process.
 const FORWARD_ADDRS: &str = "forward.addrs";
 
@@ -268,39 +271,41 @@ fn command_exists(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The options of `host`, as flt.conf lines (`key=value`).
+/// The options of `host`, as flt.conf lines (`key=value`). The API listeners come from
+/// flt.socket (socket activation), so `listen` is not among them.
 fn fltd_options(cluster: &Cluster, host: &Host) -> Vec<(&'static str, String)> {
     vec![
         ("etcd_servers", cluster.etcd_endpoint()),
         ("public_ip", host.ip().to_string()),
         ("metadata", format!("hostname={}", host.hostname())),
         ("agent_ttl", AGENT_TTL.to_string()),
-        (
-            "listen",
-            format!("unix://{API_SOCKET},tcp://{}:{API_PORT}", host.ip()),
-        ),
     ]
 }
 
-/// Writes the unit, its drop-in and /etc/flt/flt.conf into the host's root, then starts fltd.
+/// Writes /etc/flt/flt.conf and the shipped `fltd.service` and `flt.socket` (the binary at
+/// /opt/flt/bin, the socket also on the host's IP) into the host's root, then starts them.
 fn install_fltd(cluster: &Cluster, host: &Host) -> Result<(), String> {
     let root = host.root().map_err(|e| e.to_string())?;
-    let options = fltd_options(cluster, host);
     let mut conf = format!(
         "# Written by ./cluster up for {} of cluster {}.\n",
         host.name(),
         cluster.id()
     );
-    let mut dropin = String::from(
-        "# Written by ./cluster up: the options of /etc/flt/flt.conf as FLT_* variables.\n[Service]\n",
-    );
-    for (key, value) in &options {
+    for (key, value) in fltd_options(cluster, host) {
         conf.push_str(&format!("{key}={value}\n"));
-        dropin.push_str(&format!(
-            "Environment=\"FLT_{}={value}\"\n",
-            key.to_ascii_uppercase()
-        ));
     }
+    let service = FLTD_UNIT.replace(
+        "ExecStart=/usr/bin/fltd",
+        &format!("ExecStart={BIN_IN_HOST}/fltd"),
+    );
+    if !service.contains(BIN_IN_HOST) {
+        return Err("examples/host/fltd.service has no `ExecStart=/usr/bin/fltd` line".into());
+    }
+    let socket_dropin = format!(
+        "# Written by ./cluster up: the API on the host's IP too, for fltctl from this machine.\n\
+         [Socket]\nListenStream={}:{API_PORT}\n",
+        host.ip()
+    );
     let write = |path: &str, content: &str| -> Result<(), String> {
         let full = root.join(path.trim_start_matches('/'));
         if let Some(dir) = full.parent() {
@@ -309,12 +314,15 @@ fn install_fltd(cluster: &Cluster, host: &Host) -> Result<(), String> {
         fs::write(&full, content).map_err(|e| format!("write {}: {e}", full.display()))
     };
     write("/etc/flt/flt.conf", &conf)?;
-    write("/etc/systemd/system/fltd.service", FLTD_UNIT)?;
+    write("/etc/systemd/system/fltd.service", &service)?;
+    write("/etc/systemd/system/flt.socket", FLT_SOCKET)?;
     write(
-        "/etc/systemd/system/fltd.service.d/local-cluster.conf",
-        &dropin,
+        "/etc/systemd/system/flt.socket.d/local-cluster.conf",
+        &socket_dropin,
     )?;
     host.exec_ok(&["systemctl", "daemon-reload"])
+        .map_err(|e| e.to_string())?;
+    host.exec_ok(&["systemctl", "start", "flt.socket"])
         .map_err(|e| e.to_string())?;
     host.exec_ok(&["systemctl", "start", "--no-block", "fltd.service"])
         .map_err(|e| e.to_string())?;
