@@ -757,10 +757,12 @@ fn tables_and_messages() {
     config.metadata = vec!["role=web,az=b".to_string(), String::new()];
     let flt = FltCluster::start(config);
     let ctl = Ctl::new(&flt);
-    flt.write_file(0, &format!("{UNITS}/hello.service"), HELLO);
-    flt.write_file(0, &format!("{UNITS}/hello@.service"), HELLO_TEMPLATE);
-    flt.write_file(0, &format!("{UNITS}/loaded.service"), LOADED);
-    flt.write_file(0, &format!("{UNITS}/sub.service"), SUBMITTED);
+    for host in 0..flt.hosts() {
+        flt.write_file(host, &format!("{UNITS}/hello.service"), HELLO);
+        flt.write_file(host, &format!("{UNITS}/hello@.service"), HELLO_TEMPLATE);
+        flt.write_file(host, &format!("{UNITS}/loaded.service"), LOADED);
+        flt.write_file(host, &format!("{UNITS}/sub.service"), SUBMITTED);
+    }
     let order = ctl.by_machine_id();
     let metadata = |h: usize| if h == 0 { "az=b,role=web" } else { "-" };
 
@@ -1075,7 +1077,7 @@ fn tables_and_messages() {
         &["submit", "broken.service"],
         1,
         "",
-        "Error creating units: failed getting Unit(broken.service) from file: unable to find end of section\n",
+        "Error creating units: failed getting Unit(broken.service) from file: line 1: unable to find end of section\n",
     );
     flt.write_file(
         0,
