@@ -135,12 +135,39 @@ fn check_unit_state(ctx: &mut Ctx<'_>, name: &str, state: &str) -> Option<Result
         let shown = if seen.is_empty() { "-" } else { seen };
         return Some(Err(shown.to_string()));
     }
+    // fltd derives `loaded` from the desired state as soon as it changes; fleet's `loaded` meant
+    // the agent had stopped the unit. So stop and restart also wait for systemd to stop it.
+    if state == "loaded" && !is_global(&unit) && !unit.machine_id.is_empty() {
+        match ctx.api.unit_states_of(name) {
+            Ok(states) => {
+                let running = states.iter().find(|s| {
+                    s.machine_id == unit.machine_id
+                        && systemd_still_running(&s.systemd_active_state)
+                });
+                if let Some(s) = running {
+                    return Some(Err(format!("loaded, {}", s.systemd_active_state)));
+                }
+            }
+            Err(e) => {
+                log_at!(ctx, "WARN", "Error retrieving state of Unit({name}): {e}");
+                return Some(Err("?".to_string()));
+            }
+        }
+    }
     let mut line = format!("Unit {name} {}", unit.current_state);
     if !unit.machine_id.is_empty() {
         let legend = ctx.machine_legend(&unit.machine_id);
         line.push_str(&format!(" on {legend}"));
     }
     Some(Ok(line))
+}
+
+/// Whether a systemd ActiveState means the unit's processes may still run.
+fn systemd_still_running(active_state: &str) -> bool {
+    matches!(
+        active_state,
+        "active" | "activating" | "deactivating" | "reloading"
+    )
 }
 
 /// After `launched`, `start` checks that systemd reports each unit `active` and `loaded`. With
@@ -241,6 +268,16 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(20)), "20s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn loaded_waits_until_systemd_stopped_the_unit() {
+        for running in ["active", "activating", "deactivating", "reloading"] {
+            assert!(systemd_still_running(running), "{running}");
+        }
+        for stopped in ["inactive", "failed", ""] {
+            assert!(!systemd_still_running(stopped), "{stopped}");
+        }
     }
 
     #[test]
