@@ -260,6 +260,9 @@ fn note_engine_event(event: EngineEvent) {
         EngineEvent::LeaseReleased => log::info!("Engine leadership released"),
         EngineEvent::LeaderChanged { leader: Some(id) } => log::info!("Engine leader is {id}"),
         EngineEvent::LeaderChanged { leader: None } => log::info!("No engine leader"),
+        EngineEvent::LeaseTakeover { from } => {
+            log::info!("Engine leader {from} left the cluster: taking over its lease");
+        }
         EngineEvent::EngineVersionUpdated { from, to } => {
             log::info!("Updated cluster engine version from {from} to {to}");
         }

@@ -404,6 +404,23 @@ pub fn build_binaries(target: &Bind) -> (PathBuf, PathBuf) {
     cargo
         .args(["build", "-p", "fltd", "-p", "fltctl"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // The test process runs with the variables cargo sets for a crate being run; passed on,
+    // they change build scripts' inputs (ring tracks CARGO_MANIFEST_DIR) and every test's
+    // build would recompile TLS and the drivers.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "CARGO_MANIFEST_DIR"
+            || name == "CARGO_MANIFEST_PATH"
+            || name == "CARGO_CRATE_NAME"
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_TARGET_TMPDIR"
+            || name == "OUT_DIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
     if profile == "release" {
         cargo.arg("--release");
     }

@@ -365,6 +365,13 @@ impl Agent {
         self.presence.registered()
     }
 
+    /// Until when this machine's presence key surely exists in etcd: the send time of its last
+    /// successful write or refresh plus `agent_ttl` (`None` before the first registration).
+    /// The engine of the same fltd trusts its lease no longer than this.
+    pub fn presence_valid_until(&self) -> Option<Instant> {
+        self.presence.valid_until()
+    }
+
     /// The units in `units_directory` and what the agent did with them.
     pub fn current_units(&self) -> &BTreeMap<String, CurrentUnit> {
         &self.current

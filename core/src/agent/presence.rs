@@ -34,6 +34,13 @@ pub(crate) struct Presence {
     ttl: Duration,
     step: Step,
     refresh: Option<OpId>,
+    /// When the refresh in flight was sent.
+    refresh_sent: Instant,
+    /// When the create or adopting write in flight was sent.
+    write_sent: Instant,
+    /// The send time of the last successful write of the key plus its TTL: etcd cannot have
+    /// expired the key before then.
+    valid_until: Option<Instant>,
     registered_once: bool,
     backoff: Backoff,
 }
@@ -58,6 +65,9 @@ impl Presence {
             ttl,
             step: Step::Waiting(now),
             refresh: None,
+            refresh_sent: now,
+            write_sent: now,
+            valid_until: None,
             registered_once: false,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
         }
@@ -69,6 +79,11 @@ impl Presence {
 
     pub fn registered_once(&self) -> bool {
         self.registered_once
+    }
+
+    /// Until when this machine's presence key surely exists (see `valid_until`).
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.valid_until
     }
 
     pub fn retry_at(&self) -> Option<Instant> {
@@ -98,6 +113,7 @@ impl Presence {
             precondition: Precondition::Present,
         };
         self.refresh = Some(io.registry(Owner::Presence, request, now));
+        self.refresh_sent = now;
     }
 
     fn create(&mut self, now: Instant, io: &mut Io) {
@@ -108,6 +124,7 @@ impl Presence {
             precondition: Precondition::Absent,
         };
         self.step = Step::Creating(io.registry(Owner::Presence, request, now));
+        self.write_sent = now;
     }
 
     fn wait(&mut self, now: Instant, io: &mut Io) {
@@ -116,6 +133,7 @@ impl Presence {
     }
 
     fn done(&mut self, adopted: bool, io: &mut Io) -> PresenceChange {
+        self.valid_until = Some(self.write_sent + self.ttl);
         self.step = Step::Registered;
         self.registered_once = true;
         self.backoff.reset();
@@ -136,7 +154,10 @@ impl Presence {
         if self.refresh == Some(id) {
             self.refresh = None;
             return match result {
-                Ok(_) => PresenceChange::None,
+                Ok(_) => {
+                    self.valid_until = Some(self.refresh_sent + self.ttl);
+                    PresenceChange::None
+                }
                 Err(Failure::NotFound | Failure::PreconditionFailed) => {
                     io.event(Event::PresenceLost {
                         machine_id: self.record.id.clone(),
@@ -188,6 +209,7 @@ impl Presence {
                                 };
                                 self.step =
                                     Step::Adopting(io.registry(Owner::Presence, request, now));
+                                self.write_sent = now;
                                 return PresenceChange::None;
                             }
                             Some(theirs) => io.event(Event::DuplicateMachineId {

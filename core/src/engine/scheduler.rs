@@ -63,6 +63,13 @@ pub struct EngineConfig {
     /// `disable_watches=true` sets this to false: no watches, and every directory is re-read on
     /// every tick instead.
     pub use_watches: bool,
+    /// Runs beside an agent (as in fltd): the lease is trusted only while this machine's
+    /// presence surely exists ([`Engine::set_presence_valid_until`]) minus `presence_margin`.
+    /// Because every leader stops acting once its presence may have expired, a follower that
+    /// sees the leader's machine leave takes the lease over at once instead of after its TTL.
+    pub presence_bound: bool,
+    /// See `presence_bound` (default 0.5 s; fltd uses agent_ttl / 6).
+    pub presence_margin: Duration,
 }
 
 impl EngineConfig {
@@ -79,6 +86,8 @@ impl EngineConfig {
             max_writes_in_flight: 32,
             seed: 0,
             use_watches: true,
+            presence_bound: false,
+            presence_margin: Duration::from_millis(500),
         }
     }
 
@@ -106,6 +115,9 @@ pub enum EngineEvent {
     LeaseReleased,
     /// Another engine holds the lease (`Engine leader is <id>`), or nobody does.
     LeaderChanged { leader: Option<String> },
+    /// The leader's machine left the cluster (its presence expired or was deleted): this
+    /// engine takes the lease over without waiting for the lease's TTL.
+    LeaseTakeover { from: String },
     /// `Updated cluster engine version from <from> to <to>`.
     EngineVersionUpdated { from: u32, to: u32 },
     /// The cluster runs a newer engine version: this engine does not take part.
@@ -242,6 +254,11 @@ pub struct Engine {
     stopped: bool,
     /// The latest `now` passed in.
     last_now: Instant,
+    /// The lease holder whose machine this engine has seen registered (see
+    /// `leader_machine_gone`).
+    leader_seen_live: Option<String>,
+    /// Until when this machine's presence surely exists (see `EngineConfig::presence_bound`).
+    presence_until: Option<Instant>,
 }
 
 fn request_kind(request: &Request) -> &'static str {
@@ -306,6 +323,8 @@ impl Engine {
             shutting_down: false,
             stopped: false,
             last_now: now,
+            leader_seen_live: None,
+            presence_until: None,
             config,
         };
         engine.collect_follow_output(now);
@@ -342,6 +361,21 @@ impl Engine {
     }
 
     /// True once every watched directory has been read.
+    /// This machine's presence surely exists until `until` (the agent's
+    /// `presence_valid_until`); only used with `EngineConfig::presence_bound`.
+    pub fn set_presence_valid_until(&mut self, until: Option<Instant>, now: Instant) {
+        if self.presence_until == until {
+            return;
+        }
+        let was_ok = self.presence_ok(now);
+        self.presence_until = until;
+        if !was_ok {
+            // Registered just now: contend at once rather than at the next tick.
+            self.contend(now);
+        }
+        self.maybe_reconcile(now);
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.len() == self.followers.len()
     }
@@ -372,7 +406,7 @@ impl Engine {
             ..
         } = self.lease
         {
-            timers.push((valid_until, EngineTimer::LeaseExpiry));
+            timers.push((self.trust_until(valid_until), EngineTimer::LeaseExpiry));
             // After stealing a lease: wake when we may act, not a whole tick later.
             if self.dirty && act_after > self.last_now {
                 timers.push((act_after, EngineTimer::Tick));
@@ -447,10 +481,15 @@ impl Engine {
         if self.shutting_down {
             return;
         }
-        if let LeaseState::Leader { valid_until, .. } = self.lease
-            && now >= valid_until
-        {
-            self.lose_lease("lease not renewed before its TTL ran out".to_string());
+        if let LeaseState::Leader { valid_until, .. } = self.lease {
+            if now >= valid_until {
+                self.lose_lease("lease not renewed before its TTL ran out".to_string());
+            } else if now >= self.trust_until(valid_until) {
+                self.lose_lease(
+                    "this machine's presence was not refreshed in time (etcd unreachable?)"
+                        .to_string(),
+                );
+            }
         }
         for follower in self.followers.values_mut() {
             follower.handle_timeout(&mut self.ids, now);
@@ -552,8 +591,65 @@ impl Engine {
         }
         if changed {
             self.dirty = true;
+            self.check_leader_presence(now);
             self.maybe_reconcile(now);
         }
+    }
+
+    /// Whether `holder`'s machine is known to be gone: the machines directory is read and has
+    /// no live presence for it. A leader whose presence expired (agent_ttl) cannot reach etcd,
+    /// so its lease can be taken over at once instead of after the lease TTL (5 ticks).
+    /// Only a holder seen live before counts: one that never registered (an fltd whose engine
+    /// won the lease before its agent wrote the presence) keeps the lease's full TTL.
+    fn leader_machine_gone(&self, holder: &str) -> bool {
+        self.config.presence_bound
+            && self.leader_seen_live.as_deref() == Some(holder)
+            && self.synced.contains(&Dir::Machines)
+            && !self.machine_live(holder)
+    }
+
+    fn machine_live(&self, id: &str) -> bool {
+        self.view
+            .machines()
+            .get(id)
+            .is_some_and(|m| m.record.is_some())
+    }
+
+    /// Remembers that the known leader's machine is registered (see `leader_machine_gone`).
+    fn note_leader_liveness(&mut self) {
+        if let LeaseState::Follower {
+            leader: Some(leader),
+        } = &self.lease
+            && self.machine_live(leader)
+            && self.leader_seen_live.as_deref() != Some(leader)
+        {
+            self.leader_seen_live = Some(leader.clone());
+        }
+    }
+
+    /// When the known leader's machine just disappeared, reads the lease now (not at the next
+    /// tick) so that the takeover and the rescheduling of that machine's units start at once.
+    fn check_leader_presence(&mut self, now: Instant) {
+        self.note_leader_liveness();
+        let LeaseState::Follower {
+            leader: Some(leader),
+        } = &self.lease
+        else {
+            return;
+        };
+        if self.lease_op.is_some()
+            || self.shutting_down
+            || self.version_too_new
+            || !self.leader_machine_gone(leader)
+        {
+            return;
+        }
+        let request = Request::Get {
+            key: self.config.keyspace.engine_lease(),
+            recursive: false,
+        };
+        let id = self.send(request, Pending::Lease(LeaseOp::Get), now);
+        self.lease_op = Some(id);
     }
 
     fn tick(&mut self, now: Instant) {
@@ -576,16 +672,27 @@ impl Engine {
                 self.dirty = true;
                 self.maybe_reconcile(now);
             }
-            LeaseState::Follower { .. } if self.lease_op.is_none() => {
-                let request = Request::Get {
-                    key: self.config.keyspace.engine_version(),
-                    recursive: false,
-                };
-                let id = self.send(request, Pending::Lease(LeaseOp::GetVersion), now);
-                self.lease_op = Some(id);
-            }
-            LeaseState::Follower { .. } => {}
+            LeaseState::Follower { .. } => self.contend(now),
         }
+    }
+
+    /// A follower checks the version and the lease (and takes it if free). A presence-bound
+    /// engine does not before its presence exists: it could not act on the lease.
+    fn contend(&mut self, now: Instant) {
+        if self.lease.is_leader()
+            || self.lease_op.is_some()
+            || self.shutting_down
+            || self.version_too_new
+            || !self.presence_ok(now)
+        {
+            return;
+        }
+        let request = Request::Get {
+            key: self.config.keyspace.engine_version(),
+            recursive: false,
+        };
+        let id = self.send(request, Pending::Lease(LeaseOp::GetVersion), now);
+        self.lease_op = Some(id);
     }
 
     fn write_lease(&mut self, precondition: Precondition, wait: Duration, now: Instant) {
@@ -612,6 +719,7 @@ impl Engine {
         self.lease = LeaseState::Follower {
             leader: leader.clone(),
         };
+        self.note_leader_liveness();
         self.events.push_back(EngineEvent::LeaderChanged { leader });
     }
 
@@ -728,6 +836,12 @@ impl Engine {
                 if read.holder == self.config.machine_id {
                     // Ours from before a restart: keep it.
                     self.write_lease(Precondition::Index(read.index), Duration::ZERO, now);
+                } else if read.version >= ENGINE_VERSION && self.leader_machine_gone(&read.holder) {
+                    // The holder's machine is gone: take the lease over now (CAS on its index,
+                    // so of two contenders only one wins).
+                    self.events
+                        .push_back(EngineEvent::LeaseTakeover { from: read.holder });
+                    self.write_lease(Precondition::Index(read.index), Duration::ZERO, now);
                 } else if read.version >= ENGINE_VERSION {
                     self.set_leader(Some(read.holder));
                 } else {
@@ -768,6 +882,26 @@ impl Engine {
         }
     }
 
+    /// The end of this engine's trust in a lease valid until `valid_until`: with
+    /// `presence_bound`, also no later than its machine's presence minus the margin.
+    fn trust_until(&self, valid_until: Instant) -> Instant {
+        if !self.config.presence_bound {
+            return valid_until;
+        }
+        let presence = self
+            .presence_until
+            .map_or(Instant::from_epoch(Duration::ZERO), |p| {
+                Instant::from_epoch(p.since_epoch().saturating_sub(self.config.presence_margin))
+            });
+        valid_until.min(presence)
+    }
+
+    /// Whether this machine's presence allows trusting a lease now (always without
+    /// `presence_bound`).
+    fn presence_ok(&self, now: Instant) -> bool {
+        !self.config.presence_bound || now < self.trust_until(Instant::from_epoch(Duration::MAX))
+    }
+
     /// Whether this engine may write now.
     fn may_act(&self, now: Instant) -> bool {
         match self.lease {
@@ -775,7 +909,7 @@ impl Engine {
                 valid_until,
                 act_after,
                 ..
-            } => !self.shutting_down && now >= act_after && now < valid_until,
+            } => !self.shutting_down && now >= act_after && now < self.trust_until(valid_until),
             LeaseState::Follower { .. } => false,
         }
     }

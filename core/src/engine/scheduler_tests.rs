@@ -746,6 +746,205 @@ fn unanswered_renewal_times_out_and_loses_the_lease() {
     assert_eq!(h.engine.metrics().registry_failures.get("put"), Some(&1));
 }
 
+/// As fltd runs the engine: its trust in the lease is bound by its machine's presence.
+fn presence_bound_config() -> EngineConfig {
+    let mut config = config();
+    config.presence_bound = true;
+    config.presence_margin = secs(0.5);
+    config
+}
+
+/// A leader stops acting once its own presence may have expired (its agent could not refresh
+/// it), even though the lease itself would still be valid: that is what lets the others take
+/// the lease over as soon as its machine leaves.
+#[test]
+fn a_leader_whose_presence_may_have_expired_gives_up_the_lease() {
+    let registry = Registry::default().machine("m1");
+    let mut h = Harness::new(presence_bound_config());
+    let (now, until) = (h.now, h.now + secs(3.0));
+    h.engine.set_presence_valid_until(Some(until), now);
+    h.answer_reads(&registry);
+    h.collect_watches();
+    h.acquire_lease();
+    assert!(h.engine.is_leader());
+    h.run_until(now + secs(2.4));
+    assert!(h.engine.is_leader());
+    h.run_until(now + secs(2.6));
+    assert!(!h.engine.is_leader());
+    assert!(h.take_events().iter().any(|e| matches!(
+        e,
+        EngineEvent::LeaseLost { reason } if reason.contains("presence")
+    )));
+}
+
+/// Without a presence yet (the agent has not registered), a presence-bound engine does not
+/// even contend for the lease: it could not act on it. Once the presence exists, it does.
+#[test]
+fn a_presence_bound_engine_contends_only_once_its_presence_exists() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("hello.service", "", TargetState::Launched, None);
+    let mut h = Harness::new(presence_bound_config());
+    h.answer_reads(&registry);
+    h.collect_watches();
+    h.advance(secs(4.5));
+    let asked: Vec<_> = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| !matches!(c.request, Request::Watch { .. }))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
+    let (now, until) = (h.now, h.now + secs(30.0));
+    h.engine.set_presence_valid_until(Some(until), now);
+    h.advance(secs(2.0));
+    h.acquire_lease();
+    assert!(h.engine.is_leader());
+    h.complete_writes();
+}
+
+/// A follower of m2 whose registry has `machines` (m2 among them or not).
+fn follower_of_m2(registry: &Registry) -> Harness {
+    let mut h = Harness::new(presence_bound_config());
+    let (now, until) = (h.now, h.now + secs(100.0));
+    h.engine.set_presence_valid_until(Some(until), now);
+    h.answer_reads(registry);
+    h.collect_watches();
+    let version = h.get(&h.ks.engine_version());
+    let node = Node {
+        key: h.ks.engine_version(),
+        value: Some("1".into()),
+        ..Node::default()
+    };
+    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    let lease = h.get(&h.ks.engine_lease());
+    let held = Node {
+        key: h.ks.engine_lease(),
+        value: Some(r#"{"MachineID":"m2","Version":1}"#.into()),
+        modified_index: 90,
+        ttl: Some(9),
+        ..Node::default()
+    };
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: held.clone(),
+            index: 100,
+        }),
+    );
+    assert!(!h.engine.is_leader());
+    h.take_events();
+    h.take_commands();
+    h
+}
+
+/// The leader's host died: its presence expires after agent_ttl. The follower reads the lease
+/// at once and takes it over (CAS on its index) instead of waiting out the lease TTL, then
+/// moves the dead machine's unit.
+#[test]
+fn the_lease_of_a_leader_whose_machine_left_is_taken_over_at_once() {
+    let registry = Registry::default().machine("m1").machine("m2").job(
+        "a.service",
+        "",
+        TargetState::Launched,
+        Some("m2"),
+    );
+    let mut h = follower_of_m2(&registry);
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Machines,
+        Action::Expire,
+        &ks.machine_object("m2"),
+        None,
+    );
+    // No tick passed: the lease read comes from the event itself.
+    let lease = h.get(&ks.engine_lease());
+    let held = Node {
+        key: ks.engine_lease(),
+        value: Some(r#"{"MachineID":"m2","Version":1}"#.into()),
+        modified_index: 90,
+        ttl: Some(8),
+        ..Node::default()
+    };
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: held,
+            index: 120,
+        }),
+    );
+    let takeover = h.find(|r| matches!(r, Request::Put { .. }));
+    assert_eq!(
+        takeover.request,
+        Request::Put {
+            key: ks.engine_lease(),
+            value: PutValue::Value(r#"{"MachineID":"m1","Version":1}"#.into()),
+            ttl: Some(Duration::from_secs(10)),
+            precondition: Precondition::Index(90),
+        }
+    );
+    assert!(
+        h.take_events()
+            .contains(&EngineEvent::LeaseTakeover { from: "m2".into() })
+    );
+    h.put_ok(&takeover);
+    assert!(h.engine.is_leader());
+    let writes = h.complete_writes();
+    assert!(
+        writes.contains(&put_target(&ks, "a.service", "m1")),
+        "{writes:?}"
+    );
+}
+
+/// A lease holder never seen registered (its engine won the lease before its agent wrote the
+/// presence) is not a departed leader: the follower keeps following.
+#[test]
+fn a_leader_never_seen_registered_keeps_its_lease() {
+    let registry = Registry::default().machine("m1");
+    let mut h = follower_of_m2(&registry);
+    let ks = h.ks.clone();
+    h.event(
+        Dir::Machines,
+        Action::Expire,
+        &ks.machine_object("m3"),
+        None,
+    );
+    h.advance(secs(2.0));
+    let lease = h.get(&ks.engine_version());
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: Node {
+                key: ks.engine_version(),
+                value: Some("1".into()),
+                ..Node::default()
+            },
+            index: 130,
+        }),
+    );
+    let lease = h.get(&ks.engine_lease());
+    h.answer(
+        lease.id,
+        Ok(Reply::Got {
+            node: Node {
+                key: ks.engine_lease(),
+                value: Some(r#"{"MachineID":"m2","Version":1}"#.into()),
+                modified_index: 90,
+                ttl: Some(7),
+                ..Node::default()
+            },
+            index: 130,
+        }),
+    );
+    let writes: Vec<_> = h
+        .take_commands()
+        .into_iter()
+        .filter(|c| matches!(c.request, Request::Put { .. } | Request::Delete { .. }))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(!h.engine.is_leader());
+}
+
 #[test]
 fn legacy_lease_is_stolen_and_its_remaining_ttl_waited_out() {
     let registry =

@@ -115,6 +115,10 @@ impl NodeConfig {
         config.request_timeout = self.request_timeout;
         config.seed = self.seed.wrapping_add(1);
         config.use_watches = !self.disable_watches;
+        // The leader stops acting once its own presence may have expired, so that the other
+        // engines may take its lease over as soon as its machine leaves the cluster.
+        config.presence_bound = true;
+        config.presence_margin = self.agent_ttl / 6;
         config
     }
 
@@ -260,6 +264,14 @@ impl Node {
                 .handle_input(agent::Input::UnitObserved(unit), now),
             Input::Inventory(units) => self.agent.handle_input(agent::Input::Inventory(units), now),
         }
+        self.sync_presence(now);
+    }
+
+    /// Tells the engine until when this machine's presence surely exists.
+    fn sync_presence(&mut self, now: Instant) {
+        if let Some(engine) = &mut self.engine {
+            engine.set_presence_valid_until(self.agent.presence_valid_until(), now);
+        }
     }
 
     /// Fires whatever is due in any component. Spurious calls are harmless.
@@ -270,6 +282,7 @@ impl Node {
         }
         self.api.handle_timeout(now);
         self.note_api_ready();
+        self.sync_presence(now);
     }
 
     /// One HTTP request (see [`ApiFront::handle_request`]).

@@ -440,9 +440,12 @@ impl Cluster {
         m.up_at = None;
         let seed = self.scenario.seed ^ ((i as u64) << 32) ^ m.incarnation;
         let local = m.clock.local(now);
+        let mut agent_config = AgentConfig::new(&m.id);
+        // As fltd's Node does: the leader's trust is bound by its presence.
         let mut engine_config = EngineConfig::new(&m.id);
         engine_config.seed = seed;
-        let mut agent_config = AgentConfig::new(&m.id);
+        engine_config.presence_bound = true;
+        engine_config.presence_margin = agent_config.agent_ttl / 6;
         agent_config.metadata = m.metadata.clone();
         agent_config.seed = seed.rotate_left(7);
         m.engine = Some(Engine::new(engine_config, local));
@@ -520,6 +523,9 @@ impl Cluster {
             let mut outgoing: Vec<(OpId, Request)> = Vec::new();
             let mut replies: Vec<SystemdReply> = Vec::new();
             let mut lines: Vec<String> = Vec::new();
+            if let (Some(engine), Some(agent)) = (&mut m.engine, &m.agent) {
+                engine.set_presence_valid_until(agent.presence_valid_until(), local);
+            }
             if let Some(engine) = &mut m.engine {
                 while let Some(command) = engine.poll_command() {
                     outgoing.push((command.id, command.request));
