@@ -661,6 +661,12 @@ fn bench_cluster(hosts: usize, settings: &Settings) -> Column {
 }
 
 fn main() {
+    // `cargo test --benches` runs this without `--bench`: booting clusters there would only
+    // cost minutes of CI.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("cluster benchmark: run it with `cargo bench -p flt-tests --bench cluster`");
+        return;
+    }
     let settings = Settings::from_env();
     let mut columns = Vec::new();
     // The table so far after every cluster: a later failure does not lose the figures.
