@@ -395,7 +395,7 @@ impl ApiFront {
         self.stopped = true;
         self.commands.clear();
         for (_, write) in std::mem::take(&mut self.writes) {
-            let answer = self.error(500, "");
+            let answer = self.error(500, "fltd is shutting down: the write may not have landed");
             self.responses.push_back((write.request_id, answer));
         }
     }
@@ -532,7 +532,8 @@ impl ApiFront {
             (Err(Failure::PreconditionFailed), StepKind::UnitFile) => None,
             (Err(Failure::NotFound), StepKind::Destroy) => Some(self.error(404, UNIT_NOT_FOUND)),
             (Err(f), StepKind::WithMessage) => Some(self.error(500, &f.to_string())),
-            (Err(_), _) => Some(self.error(500, "")),
+            // fleet answered these with an empty message; saying what failed costs nothing.
+            (Err(f), _) => Some(self.error(500, &format!("registry write failed: {f}"))),
         };
         if let Some(answer) = failure {
             self.responses.push_back((write.request_id, answer));
