@@ -404,6 +404,25 @@ pub fn build_binaries(target: &Bind) -> (PathBuf, PathBuf) {
     cargo
         .args(["build", "-p", "fltd", "-p", "fltctl"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+    // cargo gives the test process the variables it gives build scripts (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR, OUT_DIR, ...); build scripts that watch them (ring's) would then be
+    // rerun, and their dependents rebuilt, by every nested build.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "OUT_DIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
     if profile == "release" {
         cargo.arg("--release");
     }
