@@ -920,7 +920,7 @@ fn bad_input(flt: &FltCluster) {
         ("", "unable to decode body: EOF"),
         (
             "{'a':1}",
-            "unable to decode body: invalid character '\\'' looking for beginning of object key string",
+            "unable to decode body: key must be a string at line 1 column 2",
         ),
         (
             "[]",
@@ -943,6 +943,11 @@ fn bad_input(flt: &FltCluster) {
         reply.assert_error(400, message);
         check_unchanged(&reply);
     }
+
+    // Only the first JSON value counts (Go's decoder): trailing bytes are ignored.
+    let reply = put(flt, path, r#"{"desiredState":"launched"} trailing"#);
+    reply.assert_error(409, "unit does not exist and options field empty");
+    check_unchanged(&reply);
 
     // Content types (PUT only, as fleet): exactly one, application/json (parameters allowed).
     for (headers, message) in [
