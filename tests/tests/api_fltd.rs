@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flt_tests::fltcluster::{API_SOCKET, FltCluster, FltClusterConfig, wait_for};
 use serde_json::{Value, json};
@@ -274,6 +274,7 @@ fn units_routes_and_errors() {
         return;
     }
     let flt = FltCluster::start(FltClusterConfig::new(1));
+    let started = Instant::now();
     let me = machine_id(&flt, 0);
 
     // Discovery, at both prefixes; every response names the server.
@@ -514,6 +515,11 @@ fn units_routes_and_errors() {
         get(&flt, "/flt/v1/units/fleet.service").json(),
         get(&flt, "/fleet/v1/units/fleet.service").json()
     );
+    // And fleet's legacy alias.
+    assert_eq!(
+        get(&flt, "/flt/v1/units/fleet.service").json(),
+        get(&flt, "/v1-alpha/units/fleet.service").json()
+    );
     let names: Vec<Value> = get(&flt, "/fleet/v1/units").json()["units"]
         .as_array()
         .unwrap()
@@ -656,6 +662,10 @@ fn units_routes_and_errors() {
         .map(|u| u["name"].clone())
         .collect();
     assert_eq!(names, [json!("tmpl@.service")], "the registry survived");
+    println!(
+        "units_routes_and_errors: checks took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Machines and metadata (TestMachinesPatchAddModify/Delete/Bad, both value shapes), state
@@ -666,6 +676,7 @@ fn machines_state_and_metadata() {
         return;
     }
     let flt = FltCluster::start(FltClusterConfig::new(2));
+    let started = Instant::now();
     let (m0, m1) = (machine_id(&flt, 0), machine_id(&flt, 1));
     let machines = |prefix: &str| -> BTreeMap<String, Value> {
         let reply = get(&flt, &format!("{prefix}/machines"));
@@ -879,6 +890,10 @@ fn machines_state_and_metadata() {
         "{listed}"
     );
     assert_eq!(listed["units"][0].get("machineID"), None, "{listed}");
+    println!(
+        "machines_state_and_metadata: checks took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Pagination over 250 units on every list, and bad input: each refused request names the
@@ -889,8 +904,13 @@ fn pagination_and_bad_input() {
         return;
     }
     let flt = FltCluster::start(FltClusterConfig::new(1));
+    let started = Instant::now();
     bad_input(&flt);
     pagination(&flt);
+    println!(
+        "pagination_and_bad_input: checks took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn bad_input(flt: &FltCluster) {
