@@ -29,6 +29,7 @@
 //! - destroy: recursive delete of `P/job/<name>` (not found: 404 `unit does not exist`);
 //! - `PATCH /machines`: `P/machines/<id>/metadata/<key>` per op, in order (`""` = removed).
 
+use super::discovery::discovery_document;
 use super::entities::{
     ErrorEntity, Machine, MachinePage, Unit, UnitPage, UnitState, UnitStatePage,
     options_from_unit_file, to_go_json,
@@ -961,26 +962,4 @@ fn state_entity(name: &str, machine: &str, record: &UnitStateRecord) -> UnitStat
         systemd_load_state: record.load_state.clone(),
         systemd_sub_state: record.sub_state.clone(),
     }
-}
-
-/// A minimal Google-discovery document naming the API (fleet served `schema/v1.json`; flt does
-/// not carry the full schema yet).
-fn discovery_document() -> String {
-    serde_json::json!({
-        "kind": "discovery#restDescription",
-        "discoveryVersion": "v1",
-        "id": "flt:v1",
-        "name": "flt",
-        "version": "v1",
-        "title": "flt API",
-        "protocol": "rest",
-        "basePath": "/flt/v1/",
-        "servicePath": "flt/v1/",
-        "resources": {
-            "Units": {"methods": {"List": {}, "Get": {}, "Set": {}, "Delete": {}}},
-            "UnitState": {"methods": {"List": {}}},
-            "Machines": {"methods": {"List": {}, "Patch": {}}}
-        }
-    })
-    .to_string()
 }

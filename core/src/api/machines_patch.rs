@@ -109,7 +109,9 @@ fn decode_op(value: &GoValue) -> Result<RawOp, DecodeError> {
     Ok(op)
 }
 
-/// Splits `/<machineID>/metadata/<key>`, i.e. fleet's `^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`.
+/// Splits `/<machineID>/metadata/<key>`, i.e. fleet's `^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`,
+/// except that `.` and `..` are refused as machine ID or key: etcd cleans such a key segment
+/// away, so the write would land elsewhere (fleet's `path.Join` did the same).
 pub fn parse_metadata_path(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
     let slash = rest.find('/')?;
@@ -119,7 +121,8 @@ pub fn parse_metadata_path(path: &str) -> Option<(&str, &str)> {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if machine_id.is_empty() || !key_ok {
+    let dots = |segment: &str| matches!(segment, "." | "..");
+    if machine_id.is_empty() || dots(machine_id) || dots(key) || !key_ok {
         return None;
     }
     Some((machine_id, key))
@@ -320,6 +323,11 @@ mod tests {
             "/m/metadata/k\n",
             "/m/metadata/ké",
             "/m/metadata/k:v",
+            // Segments etcd would clean away (the write would land elsewhere).
+            "/../metadata/k",
+            "/./metadata/k",
+            "/m/metadata/..",
+            "/m/metadata/.",
         ] {
             assert_eq!(parse_metadata_path(bad), None, "{bad:?}");
         }

@@ -13,6 +13,7 @@
 //! - [`routes`]: which handler a method and path reach, and fleet's 404/405 answers otherwise.
 //! - [`machines_patch`]: decoding and validating `PATCH /machines` (metadata edits).
 //! - [`units_put`]: the `PUT /units/<name>` decision tree.
+//! - [`discovery`]: the discovery document (`GET <prefix>/discovery`).
 //! - [`front`]: [`front::ApiFront`], the whole API served from a watch-maintained view.
 //!
 //! A front end's list handler, end to end (page 2 of 150 units):
@@ -52,6 +53,7 @@
 //! ```
 
 mod base64url;
+pub mod discovery;
 pub mod entities;
 pub mod front;
 mod go_json;
