@@ -421,16 +421,15 @@ fn wait_log(flt: &FltCluster, index: usize, parts: &[&str]) -> String {
 /// flt-specific: SIGTERM does not purge, so conflict.1 runs on in the old machine until its fltd
 /// returns and stops what is no longer its own.
 #[test]
-#[ignore = "not yet verified on a real cluster"]
 fn dynamic_cluster_new_member_unit_migration() {
     if skip() {
         return;
     }
-    let started = Instant::now();
     let flt = FltCluster::start(FltClusterConfig {
         wait_registered: false,
         ..FltClusterConfig::new(4)
     });
+    let started = Instant::now();
     let new_member = 3;
     systemctl(&flt, new_member, &["stop", "fltd.service"]);
     wait_machines_on(&flt, 0, &[0, 1, 2], "h4's fltd stopped");
@@ -499,13 +498,12 @@ fn dynamic_cluster_new_member_unit_migration() {
 /// once the machine is back it runs there again. The other two never move or restart. (fleet's
 /// recreated member had a new machine ID; a test host keeps its ID across a reboot.)
 #[test]
-#[ignore = "not yet verified on a real cluster"]
 fn dynamic_cluster_member_reboot() {
     if skip() {
         return;
     }
-    let started = Instant::now();
     let flt = FltCluster::start(FltClusterConfig::new(3));
+    let started = Instant::now();
     let units = conflict_units(&flt);
     let before = start_spread(&flt, &units);
     let rebooted = only_host(&before, "conflict.1.service");
@@ -563,8 +561,8 @@ fn node_shutdown() {
     if skip() {
         return;
     }
-    let started = Instant::now();
     let flt = FltCluster::start(FltClusterConfig::new(3));
+    let started = Instant::now();
     write_unit(&flt, 0, "hello.service", "");
     fltctl_ok(&flt, 0, &["start", "hello.service"]);
     let host = flt.wait_active_on_one("hello.service");
@@ -645,13 +643,12 @@ fn node_shutdown() {
 /// healing, the returning host stops what is no longer its own (its global unit runs on), and
 /// every unit runs exactly once. Then etcd itself restarts: nothing stops, everything converges.
 #[test]
-#[ignore = "not yet verified on a real cluster"]
 fn single_node_connectivity_loss() {
     if skip() {
         return;
     }
-    let started = Instant::now();
     let flt = FltCluster::start(FltClusterConfig::new(3));
+    let started = Instant::now();
     let cut = engine_leader(&flt);
     let singles = [
         "single.0.service",
@@ -806,13 +803,12 @@ fn single_node_connectivity_loss() {
 /// API answers 503 (fltctl fails); the owner of the ID is undisturbed. Once the first host has a
 /// new ID, both register.
 #[test]
-#[ignore = "not yet verified on a real cluster"]
 fn detect_machine_id() {
     if skip() {
         return;
     }
-    let started = Instant::now();
     let flt = FltCluster::start(FltClusterConfig::new(2));
+    let started = Instant::now();
     let taken = flt.host(0).machine_id().to_string();
     let (ip1, ip2) = (flt.host(0).ip().to_string(), flt.host(1).ip().to_string());
     flt.write_file(1, "/etc/machine-id", &format!("{taken}\n"));
@@ -823,6 +819,17 @@ fn detect_machine_id() {
         &["Machine ID", &taken, "already registered", &ip1, &ip2],
     );
     println!("h2: {line}");
+    // Refused registration, so no engine: it must not take the lease held under the same ID.
+    let pid = line
+        .split_whitespace()
+        .find(|w| w.starts_with("fltd["))
+        .unwrap_or("fltd[");
+    let logs = flt.fltd_logs(1, 400);
+    let engine = logs
+        .lines()
+        .filter(|l| l.contains(pid) && l.contains("Engine leader"))
+        .collect::<Vec<_>>();
+    assert!(engine.is_empty(), "h2 ran an engine: {engine:?}");
     let out = flt.fltctl(1, &["list-machines"]);
     assert_eq!(out.code, 1, "{out}");
     assert!(
@@ -852,15 +859,22 @@ fn detect_machine_id() {
     systemctl(&flt, 0, &["restart", "--no-block", "fltd.service"]);
     let mut expected = vec![fresh.clone(), taken.clone()];
     expected.sort();
+    // Through h2's API: it answers only once h2 is registered (after h1's old record expired).
     wait_for(
-        "list-machines on h1 to list its new ID and h2 under the copied one",
+        "list-machines on h2 to list h1's new ID and h2 under the copied one",
         Duration::from_secs(60),
-        || match listed_machines(&flt, 0)? {
+        || match listed_machines(&flt, 1)? {
             ids if ids == expected => Ok(()),
             ids => Err(format!("listed {ids:?}")),
         },
     );
-    let out = flt.fltctl(1, &["list-machines"]);
-    assert_eq!(out.code, 0, "{out}");
+    let json = etcd_json(&flt, &machine_key(&flt, 0)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        json["node"]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains(&ip2)),
+        "the copied ID is h2's now: {json}"
+    );
+    assert_eq!(listed_machines(&flt, 0), Ok(expected));
     println!("detect_machine_id: {:.1}s", started.elapsed().as_secs_f64());
 }
