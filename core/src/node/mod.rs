@@ -27,9 +27,10 @@
 //! three more watches than strictly needed. Sharing one view would mean feeding the engine from
 //! outside, which its state machine does not support today.
 //!
-//! All three start at once and independently: each creates the directories it follows if they
-//! are missing, so none waits for another (an engine on an empty registry with a slow API front
-//! end still watches from its first read).
+//! The agent and the API front end start at once and independently: each creates the
+//! directories it follows if they are missing, so none waits for another. The engine starts once
+//! the agent has registered this machine (spec §3.2): an fltd refused registration (a duplicate
+//! machine ID) must not contend for the lease, which names the holder by machine ID only.
 
 use crate::agent::{self, Agent, AgentConfig, InventoryUnit, SystemdReply, SystemdRequest};
 use crate::api::front::{
@@ -193,12 +194,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node; every component starts its first requests at once.
+    /// A node; the agent and the API front end start their first requests at once, the engine
+    /// once the machine is registered.
     pub fn new(config: NodeConfig, now: Instant) -> Node {
         Node {
             agent: Agent::new(config.agent_config(), now),
             api: ApiFront::new(config.api_config(), now),
-            engine: (!config.disable_engine).then(|| Engine::new(config.engine_config(), now)),
+            engine: None,
             config,
             api_ready: false,
             commands: VecDeque::new(),
@@ -218,7 +220,7 @@ impl Node {
         &self.agent
     }
 
-    /// The engine (none with `disable_engine`).
+    /// The engine (none with `disable_engine`, nor before the machine is first registered).
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
     }
@@ -264,6 +266,7 @@ impl Node {
                 .handle_input(agent::Input::UnitObserved(unit), now),
             Input::Inventory(units) => self.agent.handle_input(agent::Input::Inventory(units), now),
         }
+        self.start_engine_once_registered(now);
         self.sync_presence(now);
     }
 
@@ -282,6 +285,7 @@ impl Node {
         }
         self.api.handle_timeout(now);
         self.note_api_ready();
+        self.start_engine_once_registered(now);
         self.sync_presence(now);
     }
 
@@ -369,6 +373,16 @@ impl Node {
             .poll_timeout()
             .map(|(at, why)| (at, Reason::Api(why)));
         [agent, engine, api].into_iter().flatten().min()
+    }
+
+    fn start_engine_once_registered(&mut self, now: Instant) {
+        if self.engine.is_none()
+            && !self.config.disable_engine
+            && !self.shut_down
+            && self.agent.is_registered()
+        {
+            self.engine = Some(Engine::new(self.config.engine_config(), now));
+        }
     }
 
     fn note_api_ready(&mut self) {

@@ -39,9 +39,14 @@ impl Cluster {
     }
 
     fn build(config: NodeConfig, silent_api: bool) -> Cluster {
+        Cluster::build_on(config, silent_api, Etcd::default())
+    }
+
+    /// A node started against `etcd` as it is.
+    fn build_on(config: NodeConfig, silent_api: bool, etcd: Etcd) -> Cluster {
         let mut cluster = Cluster {
             node: Node::new(config, Instant::ZERO),
-            etcd: Etcd::default(),
+            etcd,
             systemd: Systemd::default(),
             now: Instant::ZERO,
             events: Vec::new(),
@@ -239,12 +244,16 @@ fn a_node_can_move_to_the_driver_thread() {
 
 #[test]
 fn registry_answers_reach_the_component_that_asked() {
-    // Every component starts at once; the engine does not wait for the API front end.
+    // The agent and the API front end start at once; the engine once the machine is registered
+    // (it does not wait for the API front end).
     let fresh = Node::new(config(), Instant::ZERO);
-    assert!(fresh.engine().is_some());
+    assert!(fresh.engine().is_none());
     assert!(!fresh.api().is_ready());
-    let mut c = Cluster::new(config());
+    let c = Cluster::build(config(), true);
+    assert!(c.node.agent().is_registered());
     assert!(c.node.engine().is_some());
+    assert!(!c.node.api().is_ready());
+    let mut c = Cluster::new(config());
     c.advance(Duration::from_secs(1));
     // Every component got its answers: the agent registered, the engine read the registry,
     // the front end is ready.
@@ -260,6 +269,39 @@ fn registry_answers_reach_the_component_that_asked() {
         c.now,
     );
     c.pump();
+}
+
+#[test]
+fn a_node_refused_registration_never_contends_for_the_engine_lease() {
+    // Another host registered machine ID m1 first, and its engine holds the lease under that ID:
+    // an fltd given the same ID must not take the lease over as "ours from before a restart".
+    let ks = Keyspace::default();
+    let mut etcd = Etcd::default();
+    let theirs = r#"{"ID":"m1","PublicIP":"10.0.0.9","Metadata":{},"Version":"test"}"#;
+    etcd.set(Instant::ZERO, &ks.machine_object("m1"), theirs);
+    etcd.set(Instant::ZERO, &ks.engine_version(), "1");
+    etcd.set(
+        Instant::ZERO,
+        &ks.engine_lease(),
+        r#"{"MachineID":"m1","Version":1}"#,
+    );
+    let mut c = Cluster::build_on(config(), false, etcd);
+    c.advance(Duration::from_secs(20));
+    assert!(!c.node.agent().is_registered());
+    assert!(c.events.iter().any(|e| matches!(
+        e,
+        Event::Agent(flt_core::agent::Event::DuplicateMachineId { .. })
+    )));
+    assert!(c.node.engine().is_none());
+    let lease = ks.engine_lease();
+    let touched: Vec<_> = c
+        .etcd
+        .log
+        .iter()
+        .filter(|(_, request)| format!("{request:?}").contains(&lease))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+    assert_eq!(c.etcd.value(&ks.machine_object("m1")), Some(theirs));
 }
 
 #[test]
