@@ -350,13 +350,15 @@ fn delete_destroys_the_job_and_missing_units_are_404() {
 }
 
 #[test]
-fn registry_failures_and_silence_are_500_with_an_empty_message() {
+fn registry_failures_and_silence_are_500_saying_what_failed() {
     let mut f = Front::ready();
     f.etcd.set_down(true);
+    // fleet's message was empty; flt says what failed.
+    let refused = "registry write failed: registry unreachable: connection refused";
     let answer = f.request("PUT", "/flt/v1/units/hello.service", &hello_body(""));
-    assert_eq!(error_of(&answer), (500, String::new()));
+    assert_eq!(error_of(&answer), (500, refused.into()));
     let answer = f.request("DELETE", "/flt/v1/units/hello.service", "");
-    assert_eq!(error_of(&answer), (500, String::new()));
+    assert_eq!(error_of(&answer), (500, refused.into()));
     // PATCH passes the registry's message on, as fleet.
     let patch = json!([{"op": "add", "path": "/m1/metadata/a", "value": "b"}]).to_string();
     let answer = f.request("PATCH", "/flt/v1/machines", &patch);
@@ -392,7 +394,13 @@ fn an_unanswered_write_is_500_after_the_request_timeout() {
     f.front.handle_timeout(f.now);
     let (id, answer) = f.front.poll_response().expect("answered");
     assert_eq!(id.0, 99);
-    assert_eq!(error_of(&answer), (500, String::new()));
+    assert_eq!(
+        error_of(&answer),
+        (
+            500,
+            "registry write failed: registry request timed out".into()
+        )
+    );
 }
 
 #[test]
