@@ -68,6 +68,42 @@ fn count_active(host: &Host) -> usize {
     out.lines().filter(|l| !l.trim().is_empty()).count()
 }
 
+/// What a stalled start looks like from inside the host: systemd's jobs and unit counts, and
+/// the end of fltd's and the bus's journal.
+fn diagnose(host: &Host) {
+    let show = |what: &str, args: &[&str]| match host.exec_ok(args) {
+        Ok(out) => eprintln!("--- {what}:\n{}", out.trim_end()),
+        Err(e) => eprintln!("--- {what}: {e}"),
+    };
+    show(
+        "jobs",
+        &["sh", "-c", "systemctl list-jobs --no-legend | wc -l"],
+    );
+    show(
+        "bench units by state",
+        &[
+            "sh",
+            "-c",
+            "systemctl list-units --all --no-legend --plain 'bench-*' | awk '{print $2, $3, $4}' | sort | uniq -c",
+        ],
+    );
+    show("unit files", &["sh", "-c", "ls /run/flt/units | wc -l"]);
+    show(
+        "tasks",
+        &["sh", "-c", "cat /proc/loadavg; ls /proc | grep -c '^[0-9]'"],
+    );
+    for (what, args) in [
+        ("fltd journal", &["-u", "fltd", "-n", "60"][..]),
+        ("dbus journal", &["-u", "dbus", "-n", "20"][..]),
+        ("systemd journal", &["_PID=1", "-n", "20"][..]),
+    ] {
+        match host.logs(args) {
+            Ok(out) => eprintln!("--- {what}:\n{}", out.trim_end()),
+            Err(e) => eprintln!("--- {what}: {e}"),
+        }
+    }
+}
+
 /// (utime + stime in seconds, VmRSS in kB) of `pid`, read inside the host's PID namespace.
 fn cpu_and_rss(host: &Host, pid: &str) -> (f64, u64) {
     let stat = exec(host, &["cat", &format!("/proc/{pid}/stat")]);
@@ -150,16 +186,31 @@ fn run(units: usize, window: Duration) -> Row {
         assert!(status == 201 || status == 204, "PUT {path}: HTTP {status}");
     }
     let submitted = started.elapsed();
+    let mut last_report = Instant::now();
     loop {
         let active = count_active(host);
         if active >= units {
             break;
         }
-        assert!(
-            started.elapsed() < CONVERGE_TIMEOUT,
-            "{units} units: only {active} active after {:.0}s",
-            started.elapsed().as_secs_f64()
-        );
+        if started.elapsed() >= CONVERGE_TIMEOUT {
+            diagnose(host);
+            if std::env::var_os("FLT_BENCH_KEEP").is_some() {
+                let mut cluster = cluster;
+                cluster.detach().unwrap_or_else(|e| panic!("{e}"));
+                eprintln!("cluster {} kept (FLT_BENCH_KEEP)", cluster.id());
+            }
+            panic!(
+                "{units} units: only {active} active after {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            eprintln!(
+                "  {units} units: {active} active after {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
     let converge = started.elapsed();
