@@ -78,7 +78,9 @@ pub struct SystemdConfig {
     pub fs_root: Option<PathBuf>,
     /// Timeout of each D-Bus method call.
     pub call_timeout: Duration,
-    /// How often the watch thread re-reads every watched unit even without signals.
+    /// How often the watch thread compares every watched unit with `ListUnits` even without
+    /// signals: a safety net (signals report changes at once), and at thousands of units the
+    /// main cost of an idle agent (about 3 µs per loaded unit per poll).
     pub poll_interval: Duration,
 }
 
@@ -89,7 +91,7 @@ impl Default for SystemdConfig {
             units_dir: PathBuf::from(DEFAULT_UNITS_DIR),
             fs_root: None,
             call_timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(5),
         }
     }
 }
