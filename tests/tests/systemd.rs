@@ -1063,4 +1063,74 @@ mod driver {
             "running"
         );
     }
+
+    /// More watched units than dbus-daemon's `max_match_rules_per_connection` (512): a unit
+    /// past that limit is still reported through a signal (polling every 60 s could not be
+    /// that fast), and the periodic poll does not make systemd load the linked, inactive,
+    /// garbage-collected units again and again (`UnitNew` for each, every poll: that kept
+    /// PID 1 busy enough to stall its job queue with ~1,000 such units).
+    #[test]
+    fn watching_many_units_gets_signals_past_the_match_limit_and_polls_without_loading() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        const UNITS: usize = 600;
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let root = host.root().unwrap_or_else(|e| panic!("{e}"));
+        let dir = root.join(UNITS_DIR.trim_start_matches('/'));
+        fs::create_dir_all(&dir).expect("units dir");
+        let names: Vec<String> = (0..UNITS).map(|i| format!("many-{i:04}.service")).collect();
+        for name in &names {
+            fs::write(dir.join(name), "[Service]\nExecStart=/bin/false\n").expect("unit file");
+        }
+        let paths: Vec<String> = names.iter().map(|n| format!("{UNITS_DIR}/{n}")).collect();
+        let mut link = vec!["systemctl", "link", "--runtime"];
+        link.extend(paths.iter().map(String::as_str));
+        exec(host, &link);
+        exec(host, &["systemctl", "daemon-reload"]);
+
+        let mut agent = Agent::spawn(SystemdConfig {
+            poll_interval: Duration::from_secs(60),
+            ..config(host)
+        });
+        let inventory = agent.ok(|id| SystemdRequest::Inventory { id });
+        assert!(
+            matches!(&inventory, SystemdReply::Inventory(e) if e.len() == UNITS),
+            "inventory of {UNITS} units: {inventory:?}"
+        );
+        let last = &names[UNITS - 1];
+        agent.wait_state(last, "inactive", "dead", Duration::from_secs(10));
+        agent.ok(|id| SystemdRequest::Start {
+            id,
+            name: last.clone(),
+        });
+        let latency = agent.wait_state(last, "failed", "failed", Duration::from_secs(10));
+        println!(
+            "unit {UNITS} of {UNITS} watched reported failed {:.0} ms after StartUnit returned",
+            latency.as_secs_f64() * 1000.0
+        );
+        agent.driver.shutdown();
+
+        let mut polling = Agent::spawn(SystemdConfig {
+            poll_interval: Duration::from_millis(500),
+            ..config(host)
+        });
+        polling.ok(|id| SystemdRequest::Inventory { id });
+        // The new driver's first read by name loads every unit once; let systemd collect them.
+        std::thread::sleep(Duration::from_secs(3));
+        let monitor = exec(
+            host,
+            &[
+                "sh",
+                "-c",
+                "timeout 3 busctl monitor --match \"type='signal',member='UnitNew'\"; true",
+            ],
+        );
+        let loads = monitor.matches("Member=UnitNew").count();
+        assert!(
+            loads < 10,
+            "{loads} UnitNew signals in 3 s of polling {UNITS} idle units"
+        );
+    }
 }

@@ -347,23 +347,44 @@ pub(crate) fn list_units_by_names(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    type Listed = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        dbus::Path<'static>,
-        u32,
-        String,
-        dbus::Path<'static>,
-    );
     let (units,): (Vec<Listed>,) = conn
         .with_proxy(SYSTEMD, MANAGER_PATH, timeout)
         .method_call(MANAGER, "ListUnitsByNames", (names.to_vec(),))
         .map_err(|e| SystemdError::call("ListUnitsByNames", names.join(" "), &e))?;
-    Ok(units
+    Ok(to_states(units))
+}
+
+/// `ListUnits()`: the units systemd has in memory. Unlike `ListUnitsByNames` it loads nothing:
+/// asking by name for a unit systemd has garbage-collected (inactive, unreferenced) makes it
+/// load the unit from disk, announce it (`UnitNew`) and collect it again (`UnitRemoved`).
+pub(crate) fn list_loaded_units(
+    conn: &Connection,
+    timeout: Duration,
+) -> Result<Vec<(String, UnitState)>, SystemdError> {
+    let (units,): (Vec<Listed>,) = conn
+        .with_proxy(SYSTEMD, MANAGER_PATH, timeout)
+        .method_call(MANAGER, "ListUnits", ())
+        .map_err(|e| SystemdError::call("ListUnits", "", &e))?;
+    Ok(to_states(units))
+}
+
+/// One entry of `ListUnits`/`ListUnitsByNames`: name, description, load, active, sub, followed,
+/// path, job id, job type, job path.
+type Listed = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    dbus::Path<'static>,
+    u32,
+    String,
+    dbus::Path<'static>,
+);
+
+fn to_states(units: Vec<Listed>) -> Vec<(String, UnitState)> {
+    units
         .into_iter()
         .map(
             |(name, _description, load_state, active_state, sub_state, ..)| {
@@ -377,7 +398,7 @@ pub(crate) fn list_units_by_names(
                 )
             },
         )
-        .collect())
+        .collect()
 }
 
 fn to_changes(changes: Vec<(String, String, String)>) -> Vec<UnitFileChange> {

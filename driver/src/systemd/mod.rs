@@ -7,10 +7,11 @@
 //! - [`SystemdDriver`]: two threads. The call thread owns a `SystemdClient` and serves
 //!   [`SystemdRequest`]s from a channel, answering each with a [`SystemdEvent::Reply`] carrying
 //!   the request's [`OpId`]. The watch thread owns a second connection, calls
-//!   `Manager.Subscribe()`, adds one match per watched unit (`PropertiesChanged` on its object
-//!   path) plus `JobRemoved`, and re-reads a unit's state with `ListUnitsByNames` whenever a
-//!   signal names it; it also polls every watched unit each `poll_interval`, which catches
-//!   lost signals and a reconnected bus. Each change is a [`SystemdEvent::UnitState`].
+//!   `Manager.Subscribe()`, adds two matches (`PropertiesChanged` under systemd's unit object
+//!   namespace, and `JobRemoved`), and re-reads a unit's state with `ListUnitsByNames` whenever
+//!   a signal names a watched unit; each `poll_interval` it also compares every watched unit
+//!   with `ListUnits` (which, unlike asking by name, loads nothing), which catches lost signals
+//!   and a reconnected bus. Each change is a [`SystemdEvent::UnitState`].
 //!
 //! Connection ([`BusAddress`]): the system bus; if that fails, systemd's private socket
 //! `unix:path=/run/systemd/private` (root only, no bus daemon, no `Hello`). Or an explicit bus
@@ -77,7 +78,9 @@ pub struct SystemdConfig {
     pub fs_root: Option<PathBuf>,
     /// Timeout of each D-Bus method call.
     pub call_timeout: Duration,
-    /// How often the watch thread re-reads every watched unit even without signals.
+    /// How often the watch thread compares every watched unit with `ListUnits` even without
+    /// signals: a safety net (signals report changes at once), and at thousands of units the
+    /// main cost of an idle agent (about 3 µs per loaded unit per poll).
     pub poll_interval: Duration,
 }
 
@@ -88,7 +91,7 @@ impl Default for SystemdConfig {
             units_dir: PathBuf::from(DEFAULT_UNITS_DIR),
             fs_root: None,
             call_timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(5),
         }
     }
 }

@@ -1,4 +1,12 @@
 //! The watch thread: systemd's signals for the units flt watches, plus a periodic re-read.
+//!
+//! Two match rules in all, whatever the number of units: `JobRemoved` and `PropertiesChanged`
+//! under systemd's unit namespace (filtered here by object path). One rule per unit ran into
+//! dbus-daemon's `max_match_rules_per_connection` (512 on the system bus) and left later units
+//! to polling alone. The periodic re-read is `ListUnits` (what systemd has in memory), not
+//! `ListUnitsByNames` for every watched unit: by name, systemd loads each garbage-collected
+//! (inactive, unreferenced) unit from disk and drops it again, every poll; with a thousand
+//! loaded-not-started units that kept PID 1 so busy that its job queue (idle priority) stalled.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread::JoinHandle;
@@ -8,7 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use dbus::blocking::Connection;
 use dbus::message::{Message, MessageType};
 
-use super::client::{connect, list_units_by_names};
+use super::client::{connect, list_loaded_units, list_units_by_names};
 use super::driver::SystemdEvent;
 use super::name::{check_unit_name, unit_object_path};
 use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
@@ -18,6 +26,8 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'";
+/// Every unit's `PropertiesChanged`: one rule for all units (see the module docs).
+const UNIT_PROPERTIES_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='/org/freedesktop/systemd1/unit'";
 
 /// How long one wait for a signal lasts before control messages are looked at again: the
 /// latency of a new `Watch`, traded against idle wake-ups (signals themselves wake us at once).
@@ -107,6 +117,7 @@ impl Link {
             .map_err(|e| SystemdError::call("Subscribe", "", &e))?;
         let link = Self { conn, direct };
         link.add_match(JOB_REMOVED_RULE)?;
+        link.add_match(UNIT_PROPERTIES_RULE)?;
         Ok(link)
     }
 
@@ -118,18 +129,6 @@ impl Link {
             .add_match_no_cb(rule)
             .map_err(|e| SystemdError::call("AddMatch", rule, &e))
     }
-
-    fn remove_match(&self, rule: &str) {
-        if !self.direct {
-            let _ = self.conn.remove_match_no_cb(rule);
-        }
-    }
-}
-
-fn unit_rule(path: &str) -> String {
-    format!(
-        "type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',member='PropertiesChanged',path='{path}'"
-    )
 }
 
 struct WatchLoop {
@@ -160,8 +159,8 @@ impl WatchLoop {
             }
             self.receive_signals();
             if Instant::now() >= next_poll {
-                // The fallback: re-read everything, whatever signals we got (or lost).
-                self.dirty.extend(self.watched.keys().cloned());
+                // The fallback, whatever signals we got (or lost).
+                self.poll_loaded();
                 next_poll = Instant::now() + self.poll_interval;
             }
             self.refresh_dirty();
@@ -188,13 +187,7 @@ impl WatchLoop {
             log::warn!("not watching: {e}");
             return;
         }
-        let path = unit_object_path(&name);
-        if let Some(link) = &self.link
-            && let Err(e) = link.add_match(&unit_rule(&path))
-        {
-            log::warn!("watching {name}: {e}; relying on polling");
-        }
-        self.by_path.insert(path, name.clone());
+        self.by_path.insert(unit_object_path(&name), name.clone());
         self.watched.insert(name.clone(), None);
         self.dirty.insert(name);
     }
@@ -203,11 +196,7 @@ impl WatchLoop {
         if self.watched.remove(name).is_none() {
             return;
         }
-        let path = unit_object_path(name);
-        if let Some(link) = &self.link {
-            link.remove_match(&unit_rule(&path));
-        }
-        self.by_path.remove(&path);
+        self.by_path.remove(&unit_object_path(name));
         self.dirty.remove(name);
         let _ = self.events.send(SystemdEvent::UnitState {
             name: name.to_string(),
@@ -262,6 +251,44 @@ impl WatchLoop {
         }
     }
 
+    /// Compares every watched unit with `ListUnits` and reports changes. A watched unit that is
+    /// not in memory was garbage-collected, which systemd only does to inactive units: if it
+    /// was last seen inactive nothing changed; otherwise it is re-read by name.
+    fn poll_loaded(&mut self) {
+        let Some(link) = &self.link else { return };
+        let loaded = match list_loaded_units(&link.conn, self.timeout) {
+            Ok(units) => units,
+            Err(e) => {
+                if link.conn.channel().is_connected() {
+                    log::warn!("listing systemd's units: {e}");
+                } else {
+                    self.lost(e.to_string());
+                }
+                return;
+            }
+        };
+        let mut loaded: BTreeMap<String, UnitState> = loaded
+            .into_iter()
+            .filter(|(name, _)| self.watched.contains_key(name))
+            .collect();
+        for (name, last) in &mut self.watched {
+            match loaded.remove(name) {
+                Some(state) if last.as_ref() != Some(&state) => {
+                    *last = Some(state.clone());
+                    let _ = self.events.send(SystemdEvent::UnitState {
+                        name: name.clone(),
+                        state: Some(state),
+                    });
+                }
+                Some(_) => {}
+                None if last.as_ref().is_some_and(|s| s.active_state == "inactive") => {}
+                None => {
+                    self.dirty.insert(name.clone());
+                }
+            }
+        }
+    }
+
     /// Re-reads the dirty units and reports those whose state changed.
     fn refresh_dirty(&mut self) {
         if self.dirty.is_empty() {
@@ -307,11 +334,6 @@ impl WatchLoop {
     fn reconnect(&mut self) -> bool {
         match Link::open(&self.bus, self.timeout) {
             Ok(link) => {
-                for path in self.by_path.keys() {
-                    if let Err(e) = link.add_match(&unit_rule(path)) {
-                        log::warn!("re-adding match for {path}: {e}");
-                    }
-                }
                 self.link = Some(link);
                 self.dirty.extend(self.watched.keys().cloned());
                 let _ = self.events.send(SystemdEvent::WatchRestored);
