@@ -7,7 +7,8 @@
 //!   asked again after [`INVENTORY_RETRY`].
 //! - registry: the node's requests and watch cancellations go out unchanged.
 //! - API: each HTTP request gets an [`ApiRequestId`] and waits here for the front end's answer;
-//!   `GET /metrics` is answered here (Prometheus text, `flt_` prefix).
+//!   `GET /metrics` is answered here (Prometheus text, `flt_` prefix: the agent's figures, the
+//!   engine's and the registry requests of both).
 //! - stopping: [`DaemonNode::stop`] asks systemd for its `SystemState` first; `stopping` (the
 //!   host shuts down) means [`Node::host_shutdown`] (presence and unit states deleted so the
 //!   cluster reschedules at once), anything else [`Node::shutdown`] (units keep running, the
@@ -17,10 +18,11 @@
 
 use crate::daemon::{CoreNode, Notice, Outgoing};
 use flt_core::agent::{
-    self, InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply, SystemdRequest, UnitObserved,
+    self, AgentMetrics, InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply,
+    SystemdRequest, TaskKind, UnitObserved,
 };
 use flt_core::api::front::{ApiRequest as CoreApiRequest, ApiRequestId, ApiResponse};
-use flt_core::engine::EngineEvent;
+use flt_core::engine::{EngineEvent, EngineMetrics};
 use flt_core::node::{Command, Event, Input, Node, NodeConfig};
 use flt_core::registry::{OpId, OpIdGen, Response};
 use flt_core::time::Instant;
@@ -523,71 +525,187 @@ impl CoreNode for DaemonNode {
     }
 }
 
-/// `/metrics`: spec §10's engine metrics with the `flt_` prefix (leader start time set, not
-/// added; one reconcile counted once), and the registry request counters flt adds.
+/// `/metrics`: the agent's figures, spec §10's engine metrics with the `flt_` prefix (leader
+/// start time set, not added; one reconcile counted once), and the registry request counters
+/// flt adds.
 fn metrics_text(node: &Node, now: Instant) -> String {
+    let engine = node.engine().map(|engine| {
+        let metrics = engine.metrics();
+        let leader_start = metrics.leader_since.map_or(0.0, |since| {
+            // Driver time to Unix time: now's Unix time minus how long ago it was.
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            unix_now
+                .saturating_sub(now.saturating_since(since))
+                .as_secs_f64()
+        });
+        (metrics, leader_start)
+    });
+    format_metrics(&node.agent().metrics(), engine)
+}
+
+/// The agent's task types, always listed (at 0 until the first task) so that the series exist.
+const AGENT_TASK_TYPES: [TaskKind; 5] = [
+    TaskKind::UnloadUnit,
+    TaskKind::LoadUnit,
+    TaskKind::ReloadUnitFiles,
+    TaskKind::StopUnit,
+    TaskKind::StartUnit,
+];
+
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn write_by_label(out: &mut String, name: &str, labels: &str, values: &BTreeMap<&str, u64>) {
+    for (label, value) in values {
+        let _ = writeln!(out, "{name}{{{labels}type=\"{label}\"}} {value}");
+    }
+}
+
+/// Prometheus text for the agent's metrics and, on machines that run one, the engine's
+/// (with its leader start time as Unix seconds).
+fn format_metrics(agent: &AgentMetrics, engine: Option<(&EngineMetrics, f64)>) -> String {
     let mut out = String::new();
-    let Some(engine) = node.engine() else {
+    let with_all_types = |counts: &BTreeMap<&'static str, u64>| {
+        let mut all: BTreeMap<&str, u64> = AGENT_TASK_TYPES
+            .iter()
+            .map(|kind| (kind.as_str(), 0))
+            .collect();
+        all.extend(counts.iter().map(|(k, v)| (*k, *v)));
+        all
+    };
+    let name = "flt_agent_tasks_total";
+    write_family(&mut out, name, "counter", "Agent tasks finished, by type.");
+    write_by_label(&mut out, name, "", &with_all_types(&agent.tasks));
+    let name = "flt_agent_task_failures_total";
+    write_family(
+        &mut out,
+        name,
+        "counter",
+        "Agent tasks that failed, by type.",
+    );
+    write_by_label(&mut out, name, "", &with_all_types(&agent.task_failures));
+    for (name, help, value) in [
+        (
+            "flt_agent_units_desired",
+            "Units scheduled to this machine.",
+            agent.units_desired,
+        ),
+        (
+            "flt_agent_units_loaded",
+            "Units the agent has loaded into systemd.",
+            agent.units_loaded,
+        ),
+        (
+            "flt_agent_units_active",
+            "Loaded units that systemd reports active.",
+            agent.units_active,
+        ),
+    ] {
+        write_family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    for (name, help, value) in [
+        (
+            "flt_agent_unit_states_published_total",
+            "Unit states written to the registry.",
+            agent.states_published,
+        ),
+        (
+            "flt_agent_unit_states_removed_total",
+            "Unit states deleted from the registry.",
+            agent.states_removed,
+        ),
+        (
+            "flt_agent_unit_state_publish_failures_total",
+            "Unit-state writes or deletes that failed.",
+            agent.state_publish_failures,
+        ),
+    ] {
+        write_family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "flt_registry_requests_total";
+    write_family(
+        &mut out,
+        name,
+        "counter",
+        "Registry requests, by component and type.",
+    );
+    write_by_label(
+        &mut out,
+        name,
+        "component=\"agent\",",
+        &agent.registry_requests,
+    );
+    if let Some((metrics, _)) = engine {
+        let labels = "component=\"engine\",";
+        write_by_label(&mut out, name, labels, &metrics.registry_requests);
+    }
+    let name = "flt_registry_failures_total";
+    write_family(
+        &mut out,
+        name,
+        "counter",
+        "Registry requests that failed or timed out, by component and type.",
+    );
+    write_by_label(
+        &mut out,
+        name,
+        "component=\"agent\",",
+        &agent.registry_failures,
+    );
+    if let Some((metrics, _)) = engine {
+        let labels = "component=\"engine\",";
+        write_by_label(&mut out, name, labels, &metrics.registry_failures);
+    }
+    let Some((metrics, leader_start)) = engine else {
         let _ = writeln!(out, "# flt: no engine on this machine");
         return out;
     };
-    let metrics = engine.metrics();
-    let counter = |out: &mut String, name: &str, help: &str, values: &BTreeMap<&str, u64>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (label, value) in values {
-            let _ = writeln!(out, "{name}{{type=\"{label}\"}} {value}");
-        }
-    };
-    let leader_start = metrics.leader_since.map_or(0.0, |since| {
-        // Driver time to Unix time: now's Unix time minus how long ago it was.
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        unix_now
-            .saturating_sub(now.saturating_since(since))
-            .as_secs_f64()
-    });
-    let _ = writeln!(
-        out,
-        "# HELP flt_engine_leader_start_time Unix time this engine last became leader.\n\
-         # TYPE flt_engine_leader_start_time gauge\nflt_engine_leader_start_time {leader_start}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP flt_engine_reconcile_count_total Engine reconciles.\n\
-         # TYPE flt_engine_reconcile_count_total counter\nflt_engine_reconcile_count_total {}",
-        metrics.reconcile_count
-    );
-    counter(
+    let name = "flt_engine_leader_start_time";
+    write_family(
         &mut out,
-        "flt_engine_task_count_total",
-        "Engine tasks, by type.",
-        &metrics.task_count,
+        name,
+        "gauge",
+        "Unix time this engine last became leader.",
     );
-    counter(
-        &mut out,
-        "flt_engine_task_failure_count_total",
-        "Engine tasks that failed, by type.",
-        &metrics.task_failure_count,
-    );
-    counter(
-        &mut out,
-        "flt_engine_reconcile_failure_count_total",
-        "Units the engine could not keep or place, by type.",
-        &metrics.reconcile_failure_count,
-    );
-    counter(
-        &mut out,
-        "flt_registry_operation_count_total",
-        "Registry requests of the engine, by type.",
-        &metrics.registry_requests,
-    );
-    counter(
-        &mut out,
-        "flt_registry_operation_failed_count_total",
-        "Registry requests of the engine that failed, by type.",
-        &metrics.registry_failures,
-    );
+    let _ = writeln!(out, "{name} {leader_start}");
+    let name = "flt_engine_reconcile_count_total";
+    write_family(&mut out, name, "counter", "Engine reconciles.");
+    let _ = writeln!(out, "{name} {}", metrics.reconcile_count);
+    for (name, help, values) in [
+        (
+            "flt_engine_task_count_total",
+            "Engine tasks, by type.",
+            &metrics.task_count,
+        ),
+        (
+            "flt_engine_task_failure_count_total",
+            "Engine tasks that failed, by type.",
+            &metrics.task_failure_count,
+        ),
+        (
+            "flt_engine_reconcile_failure_count_total",
+            "Units the engine could not keep or place, by type.",
+            &metrics.reconcile_failure_count,
+        ),
+        (
+            "flt_registry_operation_count_total",
+            "Registry requests of the engine, by type.",
+            &metrics.registry_requests,
+        ),
+        (
+            "flt_registry_operation_failed_count_total",
+            "Registry requests of the engine that failed, by type.",
+            &metrics.registry_failures,
+        ),
+    ] {
+        write_family(&mut out, name, "counter", help);
+        write_by_label(&mut out, name, "", values);
+    }
     out
 }
 
@@ -741,6 +859,113 @@ mod tests {
         node.handle_timeout(later);
         assert_eq!(deletes(&outgoing(&mut node)), Vec::new());
         assert!(node.is_stopped(later));
+    }
+
+    /// Prometheus text: every sample line is `name{labels} value` with a value that parses, and
+    /// every family has HELP and TYPE lines before its samples.
+    fn samples(text: &str) -> BTreeMap<String, f64> {
+        let mut declared = Vec::new();
+        let mut samples = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                declared.push(name.to_string());
+            } else if line.starts_with('#') {
+                continue;
+            } else {
+                let (series, value) = line.rsplit_once(' ').expect("sample");
+                let family = series.split('{').next().expect("name");
+                assert!(declared.iter().any(|d| d == family), "undeclared {line}");
+                let value: f64 = value.parse().expect("value");
+                assert!(
+                    samples.insert(series.to_string(), value).is_none(),
+                    "twice: {line}"
+                );
+            }
+        }
+        samples
+    }
+
+    #[test]
+    fn metrics_show_the_agents_figures_and_the_engines_when_there_is_one() {
+        let agent = AgentMetrics {
+            tasks: BTreeMap::from([("StartUnit", 3), ("LoadUnit", 4)]),
+            task_failures: BTreeMap::from([("StartUnit", 1)]),
+            units_desired: 5,
+            units_loaded: 4,
+            units_active: 2,
+            states_published: 9,
+            states_removed: 1,
+            state_publish_failures: 2,
+            registry_requests: BTreeMap::from([("put", 12), ("watch", 3)]),
+            registry_failures: BTreeMap::from([("put", 2)]),
+        };
+
+        let text = format_metrics(&agent, None);
+        let s = samples(&text);
+        let get = |k: &str| s.get(k).copied();
+        assert_eq!(get("flt_agent_tasks_total{type=\"StartUnit\"}"), Some(3.0));
+        assert_eq!(get("flt_agent_tasks_total{type=\"LoadUnit\"}"), Some(4.0));
+        // Task types without tasks yet are listed at 0.
+        assert_eq!(get("flt_agent_tasks_total{type=\"StopUnit\"}"), Some(0.0));
+        assert_eq!(
+            get("flt_agent_task_failures_total{type=\"StartUnit\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("flt_agent_task_failures_total{type=\"LoadUnit\"}"),
+            Some(0.0)
+        );
+        assert_eq!(get("flt_agent_units_desired"), Some(5.0));
+        assert_eq!(get("flt_agent_units_loaded"), Some(4.0));
+        assert_eq!(get("flt_agent_units_active"), Some(2.0));
+        assert_eq!(get("flt_agent_unit_states_published_total"), Some(9.0));
+        assert_eq!(get("flt_agent_unit_states_removed_total"), Some(1.0));
+        assert_eq!(
+            get("flt_agent_unit_state_publish_failures_total"),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("flt_registry_requests_total{component=\"agent\",type=\"put\"}"),
+            Some(12.0)
+        );
+        assert_eq!(
+            get("flt_registry_failures_total{component=\"agent\",type=\"put\"}"),
+            Some(2.0)
+        );
+        assert!(!text.contains("flt_engine_"), "{text}");
+        assert!(text.contains("# flt: no engine on this machine"), "{text}");
+
+        let engine = EngineMetrics {
+            reconcile_count: 7,
+            task_count: BTreeMap::from([("attemptscheduleunit", 2)]),
+            registry_requests: BTreeMap::from([("get", 5)]),
+            registry_failures: BTreeMap::from([("get", 1)]),
+            ..EngineMetrics::default()
+        };
+        let text = format_metrics(&agent, Some((&engine, 1_700_000_000.5)));
+        let s = samples(&text);
+        let get = |k: &str| s.get(k).copied();
+        assert_eq!(get("flt_engine_reconcile_count_total"), Some(7.0));
+        assert_eq!(get("flt_engine_leader_start_time"), Some(1_700_000_000.5));
+        assert_eq!(
+            get("flt_engine_task_count_total{type=\"attemptscheduleunit\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("flt_registry_requests_total{component=\"engine\",type=\"get\"}"),
+            Some(5.0)
+        );
+        assert_eq!(
+            get("flt_registry_failures_total{component=\"engine\",type=\"get\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("flt_registry_operation_count_total{type=\"get\"}"),
+            Some(5.0)
+        );
+        assert_eq!(get("flt_agent_units_active"), Some(2.0));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod daemon;
 mod daemon_node;
+mod memory;
 mod settings;
 
 use config::{Invocation, parse_args};
@@ -32,6 +33,7 @@ config at /etc/flt/flt.conf by default.\n  -version\n    \tPrint the version and
 const REGISTRY_WORKERS: usize = 4;
 
 fn main() -> ExitCode {
+    memory::limit_malloc_arenas();
     let mut argv = std::env::args();
     let argv0 = argv.next().unwrap_or_else(|| "fltd".to_string());
     let args: Vec<String> = argv.collect();

@@ -1,6 +1,7 @@
 //! Outgoing commands and events, and the bookkeeping of requests in flight (who waits for the
 //! answer, and until when), shared by the parts of the agent.
 
+use super::metrics::{AgentMetrics, request_kind};
 use super::{Command, Event, SourceKind, SystemdRequest};
 use crate::registry::{OpId, OpIdGen, Request};
 use crate::rng::SplitMix64;
@@ -34,6 +35,8 @@ pub(crate) struct Pending {
     pub owner: Owner,
     pub kind: PendingKind,
     pub deadline: Option<Instant>,
+    /// The registry request's metric label (`get`, `put`, ...); empty for systemd requests.
+    pub request: &'static str,
 }
 
 /// Outgoing commands and events, request bookkeeping and jitter, shared by the parts.
@@ -46,6 +49,7 @@ pub(crate) struct Io {
     registry_timeout: Duration,
     systemd_timeout: Duration,
     pub rng: SplitMix64,
+    pub metrics: AgentMetrics,
 }
 
 impl Io {
@@ -63,17 +67,20 @@ impl Io {
             registry_timeout,
             systemd_timeout,
             rng: SplitMix64::new(seed),
+            metrics: AgentMetrics::default(),
         }
     }
 
     pub fn registry(&mut self, owner: Owner, request: Request, now: Instant) -> OpId {
         let id = self.ids.next_id();
+        self.metrics.count_request(&request);
         self.pending.insert(
             id,
             Pending {
                 owner,
                 kind: PendingKind::Registry,
                 deadline: Some(now + self.registry_timeout),
+                request: request_kind(&request),
             },
         );
         self.commands.push_back(Command::Registry { id, request });
@@ -82,10 +89,12 @@ impl Io {
 
     /// Sends a request a follower made with an id from [`Io::ids`].
     pub fn follow(&mut self, owner: Owner, id: OpId, request: Request) {
+        self.metrics.count_request(&request);
         let pending = Pending {
             owner,
             kind: PendingKind::Follow,
             deadline: None,
+            request: request_kind(&request),
         };
         self.pending.insert(id, pending);
         self.commands.push_back(Command::Registry { id, request });
@@ -99,6 +108,7 @@ impl Io {
                 owner,
                 kind: PendingKind::Systemd,
                 deadline: Some(now + self.systemd_timeout),
+                request: "",
             },
         );
         self.commands.push_back(Command::Systemd { id, request });
@@ -106,6 +116,7 @@ impl Io {
     }
 
     pub fn event(&mut self, event: Event) {
+        self.metrics.count_event(&event);
         self.events.push_back(event);
     }
 }

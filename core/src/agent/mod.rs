@@ -40,6 +40,7 @@
 mod backoff;
 pub mod desired;
 mod io;
+mod metrics;
 pub mod presence;
 pub mod publisher;
 pub mod systemd;
@@ -47,6 +48,7 @@ pub mod task;
 mod unit_text;
 
 pub use desired::SourceKind;
+pub use metrics::AgentMetrics;
 pub use systemd::{
     InventoryUnit, SystemdFailure, SystemdOutcome, SystemdReply, SystemdRequest, UNIT_SUFFIXES,
     UnitObserved, has_unit_suffix,
@@ -387,6 +389,24 @@ impl Agent {
         self.publisher.published()
     }
 
+    /// Counters for `/metrics`, with the unit gauges filled in.
+    pub fn metrics(&self) -> AgentMetrics {
+        let loaded = self
+            .current
+            .iter()
+            .filter(|(_, u)| u.state != TargetState::Inactive);
+        let active = |name: &String| {
+            self.observed
+                .get(name)
+                .is_some_and(|o| o.active == "active")
+        };
+        let mut metrics = self.io.metrics.clone();
+        metrics.units_desired = self.desired.units.len() as u64;
+        metrics.units_loaded = loaded.clone().count() as u64;
+        metrics.units_active = loaded.filter(|(name, _)| active(name)).count() as u64;
+        metrics
+    }
+
     /// Whether a batch of tasks is running.
     pub fn is_busy(&self) -> bool {
         self.batch.is_some()
@@ -499,6 +519,8 @@ impl Agent {
             if pending.kind == PendingKind::Systemd {
                 self.route_systemd(pending.owner, id, Err(SystemdFailure::Timeout), now);
             } else {
+                let kind = pending.request;
+                self.io.metrics.count_failure(kind, &Failure::Timeout);
                 self.route_registry(pending.owner, id, Err(Failure::Timeout), now);
             }
         }
@@ -548,6 +570,9 @@ impl Agent {
         // A source forgets its follower's requests itself (a watch lives on).
         if pending.kind != PendingKind::Follow {
             self.io.pending.remove(&id);
+        }
+        if let Err(failure) = &result {
+            self.io.metrics.count_failure(pending.request, failure);
         }
         if let Ok(reply) = &result
             && !matches!(reply, Reply::Event(_))

@@ -5,6 +5,7 @@ mod harness;
 
 mod adoption;
 mod globals;
+mod metrics;
 mod outage;
 mod plan_table;
 mod presence;

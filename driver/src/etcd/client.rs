@@ -91,6 +91,9 @@ fn is_timeout(error: &ureq::Error) -> bool {
     }
 }
 
+/// Per connection, each way (see [`EtcdClient::new`]).
+const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
+
 struct Exchange {
     status: u16,
     etcd_index: Option<u64>,
@@ -119,6 +122,10 @@ impl EtcdClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent("flt")
+            // ureq zero-fills 128 KiB in and out per connection by default, and fltd keeps a
+            // connection per watch: 16 KiB each holds etcd's headers; bodies stream through.
+            .input_buffer_size(CONNECTION_BUFFER_BYTES)
+            .output_buffer_size(CONNECTION_BUFFER_BYTES)
             .timeout_connect(Some(config.request_timeout));
         if let Some(files) = &config.tls {
             builder = builder.tls_config(tls_config(files)?);
