@@ -27,7 +27,10 @@ hostname flt-test-infra
 ip link set lo up
 # The bridge exists only in this network namespace, and no namespace has a default
 # route: nothing can reach a real network and nothing is left behind on the VM.
-ip link add br0 type bridge
+# A fixed MAC: a bridge without one takes the lowest MAC of its ports, so killing the host
+# that owned it would change the MAC of etcd's address and cut every other host off from etcd
+# until their ARP entries go stale (seen: 3 s, longer than agent_ttl in tests).
+ip link add br0 address 02:00:00:00:00:01 type bridge
 ip link set br0 type bridge stp_state 0 forward_delay 0
 ip addr add "$FLT_TH_SUBNET.1/24" dev br0
 ip link set br0 up
