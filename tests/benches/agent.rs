@@ -11,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flt_tests::fltd_host::{build_fltd, exec, install_fltd};
-use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
+use flt_tests::fltd_host::{exec, one_host_with_fltd};
+use flt_tests::testhost::{Cluster, Host};
 
 /// Bound on reaching all units active, per unit: loads run one `LinkUnitFiles` each, and on a
 /// busy 2-core machine systemd managed only ~7 a second with 1,000 units linked.
@@ -154,24 +154,8 @@ struct Row {
 }
 
 fn run(units: usize, window: Duration) -> Row {
-    let target = Bind::cargo_target_dir();
-    let fltd = build_fltd(&target);
-    let cluster = Cluster::start(ClusterConfig {
-        binds: vec![target],
-        ..ClusterConfig::new(1)
-    })
-    .unwrap_or_else(|e| panic!("starting a 1-host test cluster: {e}"));
+    let (cluster, socket) = one_host_with_fltd("bench.conf");
     let host = cluster.host(0);
-    install_fltd(
-        host,
-        &fltd,
-        "bench.conf",
-        &[("FLT_ETCD_SERVERS", cluster.etcd_endpoint())],
-    );
-    let socket = host
-        .root()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .join("run/flt.sock");
 
     let started = Instant::now();
     let body = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep infinity"}]}"#;

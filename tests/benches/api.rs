@@ -19,8 +19,8 @@ use flt_core::registry::records::{JobRecord, MachineRef, UnitFileRecord, UnitSta
 use flt_core::registry::{Keyspace, Precondition, PutValue, Request};
 use flt_core::unit::{UnitFile, UnitOption};
 use flt_driver::etcd::{EtcdClient, EtcdConfig};
-use flt_tests::fltd_host::{build_fltd, exec, install_fltd};
-use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
+use flt_tests::fltd_host::{exec, one_host_with_fltd};
+use flt_tests::testhost::Host;
 
 const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Parallel writers while seeding etcd.
@@ -204,24 +204,8 @@ fn main() {
         .unwrap_or(10)
         .max(1);
 
-    let target = Bind::cargo_target_dir();
-    let fltd = build_fltd(&target);
-    let cluster = Cluster::start(ClusterConfig {
-        binds: vec![target],
-        ..ClusterConfig::new(1)
-    })
-    .unwrap_or_else(|e| panic!("starting a 1-host test cluster: {e}"));
+    let (cluster, socket) = one_host_with_fltd("bench.conf");
     let host = cluster.host(0);
-    install_fltd(
-        host,
-        &fltd,
-        "bench.conf",
-        &[("FLT_ETCD_SERVERS", cluster.etcd_endpoint())],
-    );
-    let socket = host
-        .root()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .join("run/flt.sock");
 
     // The API answers 503 until fltd is registered and has read the registry.
     let started = Instant::now();

@@ -179,8 +179,7 @@ impl FltCluster {
             .ok_or_else(|| "no host is running".to_string())
     }
 
-    /// The API inside host `index` over its unix socket (`curl`), with a JSON content type
-    /// when there is a body. Returns (HTTP status, body).
+    /// The API inside host `index` over its unix socket: see [`api_json`].
     pub fn api(
         &self,
         index: usize,
@@ -188,15 +187,10 @@ impl FltCluster {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
-        let mut headers = Vec::new();
-        if body.is_some() {
-            headers.push("Content-Type: application/json");
-        }
-        self.api_with(index, method, path, &headers, body)
+        api_json(self.host(index), method, path, body)
     }
 
-    /// Like [`FltCluster::api`] with the request headers given (`Name: value`) and nothing
-    /// added. A body is sent as given, byte for byte.
+    /// The API inside host `index` with the request headers given: see [`api_on`].
     pub fn api_with(
         &self,
         index: usize,
@@ -205,48 +199,7 @@ impl FltCluster {
         headers: &[&str],
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
-        let host = self.host(index);
-        let url = format!("http://flt{path}");
-        // Through a file: an argument cannot carry every byte (or a large body).
-        let body_arg = body.map(|body| {
-            let file = format!("/tmp/flt-test-body-{}", unique());
-            self.write_file(index, &file, body);
-            format!("@{file}")
-        });
-        let mut args = vec![
-            "curl",
-            "-sS",
-            "-m",
-            "10",
-            "--unix-socket",
-            API_SOCKET,
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code}",
-        ];
-        for header in headers {
-            args.extend(["-H", header]);
-        }
-        if let Some(body_arg) = &body_arg {
-            args.extend(["--data-binary", body_arg.as_str()]);
-        }
-        args.push(&url);
-        let out = host.exec(&args).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            return Err(format!(
-                "curl {method} {path}: exit {:?}: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let status = status
-            .trim()
-            .parse()
-            .map_err(|_| format!("no status in {text:?}"))?;
-        Ok((status, body.to_string()))
+        api_on(self.host(index), method, path, headers, body)
     }
 
     /// Runs fltctl inside host `index` (API on its unix socket), in `/`.
@@ -276,13 +229,7 @@ impl FltCluster {
 
     /// Writes `contents` to the absolute `path` inside host `index` (parents created).
     pub fn write_file(&self, index: usize, path: &str, contents: &str) {
-        let root = self.host(index).root().unwrap_or_else(|e| panic!("{e}"));
-        let full = root.join(path.trim_start_matches('/'));
-        if let Some(dir) = full.parent() {
-            std::fs::create_dir_all(dir)
-                .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        }
-        std::fs::write(&full, contents).unwrap_or_else(|e| panic!("write {}: {e}", full.display()));
+        write_file_in(self.host(index), path, contents);
     }
 
     /// `systemctl is-active unit` on host `index` ("" when the host is down).
@@ -352,6 +299,83 @@ impl Drop for FltCluster {
             }
         }
     }
+}
+
+/// The API inside `host` over its unix socket (`curl`), with a JSON content type when there
+/// is a body. Returns (HTTP status, body).
+pub fn api_json(
+    host: &Host,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let mut headers = Vec::new();
+    if body.is_some() {
+        headers.push("Content-Type: application/json");
+    }
+    api_on(host, method, path, &headers, body)
+}
+
+/// Like [`api_json`] with the request headers given (`Name: value`) and nothing added. A body
+/// is sent as given, byte for byte.
+pub fn api_on(
+    host: &Host,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let url = format!("http://flt{path}");
+    // Through a file: an argument cannot carry every byte (or a large body).
+    let body_arg = body.map(|body| {
+        let file = format!("/tmp/flt-test-body-{}", unique());
+        write_file_in(host, &file, body);
+        format!("@{file}")
+    });
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "-m",
+        "10",
+        "--unix-socket",
+        API_SOCKET,
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    if let Some(body_arg) = &body_arg {
+        args.extend(["--data-binary", body_arg.as_str()]);
+    }
+    args.push(&url);
+    let out = host.exec(&args).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "curl {method} {path}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = status
+        .trim()
+        .parse()
+        .map_err(|_| format!("no status in {text:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Writes `contents` to the absolute `path` inside `host` (parents created).
+pub fn write_file_in(host: &Host, path: &str, contents: &str) {
+    let root = host.root().unwrap_or_else(|e| panic!("{e}"));
+    let full = root.join(path.trim_start_matches('/'));
+    if let Some(dir) = full.parent() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    }
+    std::fs::write(&full, contents).unwrap_or_else(|e| panic!("write {}: {e}", full.display()));
 }
 
 /// "h1, h3" for host indexes; "none" when empty.

@@ -1,7 +1,7 @@
 //! fltd on a test host: build it with the cargo that builds the tests, install the shipped unit
 //! files (`examples/host/`) with a drop-in, and start it. Shared by the host tests and benches.
 
-use crate::testhost::{Bind, Host};
+use crate::testhost::{Bind, Cluster, ClusterConfig, Host};
 use std::path::{Path, PathBuf};
 
 /// Runs `args` in `host`; panics with the harness's message on failure. Returns trimmed stdout.
@@ -52,4 +52,29 @@ pub fn install_fltd(host: &Host, fltd: &Path, dropin_name: &str, environment: &[
     exec(host, &["systemctl", "daemon-reload"]);
     exec(host, &["systemctl", "start", "flt.socket"]);
     exec(host, &["systemctl", "start", "--no-block", "fltd.service"]);
+}
+
+/// One fresh test host running the build's fltd with default settings against the cluster's
+/// etcd (the benches' setup). Returns the cluster and the API socket's path as seen from this
+/// process. fltd is started, not waited for: its API answers 503 until it is registered.
+pub fn one_host_with_fltd(dropin_name: &str) -> (Cluster, PathBuf) {
+    let target = Bind::cargo_target_dir();
+    let fltd = build_fltd(&target);
+    let cluster = Cluster::start(ClusterConfig {
+        binds: vec![target],
+        ..ClusterConfig::new(1)
+    })
+    .unwrap_or_else(|e| panic!("starting a 1-host test cluster: {e}"));
+    let host = cluster.host(0);
+    install_fltd(
+        host,
+        &fltd,
+        dropin_name,
+        &[("FLT_ETCD_SERVERS", cluster.etcd_endpoint())],
+    );
+    let socket = host
+        .root()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("run/flt.sock");
+    (cluster, socket)
 }

@@ -9,26 +9,13 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use flt_tests::fltcluster::wait_for;
 use std::time::{Duration, Instant};
 
 use flt_tests::testhost::{Cluster, ClusterConfig, Error, STATE_ROOT};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Polls `probe` until it returns `Ok`, or panics with what it waited for and the last value.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) if start.elapsed() >= timeout => panic!(
-                "timed out after {:.1}s waiting for {what}; last: {last}",
-                start.elapsed().as_secs_f64()
-            ),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 /// The debug fltd and fltctl, built once per test binary (cargo does not build other
 /// packages' binaries for this package's tests).

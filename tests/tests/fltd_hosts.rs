@@ -11,68 +11,12 @@
 
 use std::time::{Duration, Instant};
 
+use flt_tests::fltcluster::{api_json, wait_for};
 use flt_tests::fltd_host::{build_fltd, exec, install_fltd};
 use flt_tests::testhost::{Bind, Cluster, ClusterConfig, Host};
 
 const AGENT_TTL_SECS: u64 = 3;
 const UNIT: &str = "hello.service";
-
-/// Polls `probe` until it returns `Ok`, or panics saying what it waited for and the last
-/// value it saw.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) if start.elapsed() >= timeout => panic!(
-                "timed out after {:.1}s waiting for {what}; last: {last}",
-                start.elapsed().as_secs_f64()
-            ),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-/// The API inside `host`: `curl` on the unix socket. Returns (HTTP status, body).
-fn api(host: &Host, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
-    let url = format!("http://flt{path}");
-    let mut args = vec![
-        "curl",
-        "-sS",
-        "-m",
-        "5",
-        "--unix-socket",
-        "/var/run/flt.sock",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ];
-    if let Some(body) = body {
-        args.extend([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ]);
-    }
-    args.push(&url);
-    let out = host.exec(&args).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!(
-            "curl exit {:?}: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let status = status
-        .trim()
-        .parse()
-        .map_err(|_| format!("no status in {text:?}"))?;
-    Ok((status, body.to_string()))
-}
 
 fn is_active(host: &Host) -> bool {
     host.exec(&["systemctl", "is-active", UNIT])
@@ -95,7 +39,7 @@ fn start_timestamp(host: &Host) -> String {
 
 fn set_state(host: &Host, state: &str) {
     let body = format!(r#"{{"desiredState":"{state}"}}"#);
-    let (status, answer) = api(host, "PUT", &format!("/flt/v1/units/{UNIT}"), Some(&body))
+    let (status, answer) = api_json(host, "PUT", &format!("/flt/v1/units/{UNIT}"), Some(&body))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 204, "PUT desiredState={state}: {answer}");
 }
@@ -142,7 +86,7 @@ fn cluster_with_fltd(agent_ttl_secs: u64) -> Cluster {
     // Both machines registered, seen through either host's API.
     let h1 = cluster.host(0);
     let machines = wait_for("both machines in the API", Duration::from_secs(30), || {
-        let (status, body) = api(h1, "GET", "/flt/v1/machines", None)?;
+        let (status, body) = api_json(h1, "GET", "/flt/v1/machines", None)?;
         let found = cluster
             .hosts()
             .iter()
@@ -185,7 +129,7 @@ fn launch(cluster: &Cluster) -> usize {
     let h1 = cluster.host(0);
     // Launch: runs on exactly one host.
     let body = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 100000"}]}"#;
-    let (status, answer) = api(h1, "PUT", &format!("/flt/v1/units/{UNIT}"), Some(body))
+    let (status, answer) = api_json(h1, "PUT", &format!("/flt/v1/units/{UNIT}"), Some(body))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 201, "PUT new unit: {answer}");
     let launched = Instant::now();
@@ -213,8 +157,8 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
     let cluster = cluster_with_fltd(AGENT_TTL_SECS);
     let h1 = cluster.host(0);
     let owner = launch(&cluster);
-    let (status, state) =
-        api(h1, "GET", &format!("/flt/v1/units/{UNIT}"), None).unwrap_or_else(|e| panic!("{e}"));
+    let (status, state) = api_json(h1, "GET", &format!("/flt/v1/units/{UNIT}"), None)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200);
     assert!(
         state.contains(cluster.host(owner).machine_id()),
@@ -284,7 +228,7 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
         let logs = owner_host
             .logs(&["-u", "fltd"])
             .map_err(|e| e.to_string())?;
-        let (status, body) = api(owner_host, "GET", "/flt/v1/machines", None)?;
+        let (status, body) = api_json(owner_host, "GET", "/flt/v1/machines", None)?;
         if logs.contains("Reloading configuration") && status == 200 {
             Ok(())
         } else {
@@ -342,7 +286,7 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
     );
 
     // Destroy: stopped and its file gone.
-    let (status, answer) = api(survivor, "DELETE", &format!("/flt/v1/units/{UNIT}"), None)
+    let (status, answer) = api_json(survivor, "DELETE", &format!("/flt/v1/units/{UNIT}"), None)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 204, "DELETE: {answer}");
     wait_for("the unit gone", Duration::from_secs(20), || {
@@ -356,7 +300,7 @@ fn fltd_schedules_survives_its_restart_and_moves_units_off_a_dead_host() {
         }
     });
     let (status, metrics) =
-        api(survivor, "GET", "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
+        api_json(survivor, "GET", "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200);
     assert!(
         metrics.contains("flt_engine_reconcile_count_total "),
