@@ -1,10 +1,11 @@
 //! Cluster benchmark (issue 8): real flt clusters of test hosts (real systemd as PID 1, one real
-//! etcd 3.4, the release fltd from `examples/host/`, agent_ttl 3 s) measured end to end:
+//! etcd 3.4, the release fltd from `examples/host/`) measured end to end:
 //!
 //! 1. latency from an API `PUT` of a launched unit to systemd having it active (one at a time);
 //! 2. time to launch N units (default 1,000) until every one is active;
 //! 3. etcd requests per second of the idle cluster, before any unit and with N units, and etcd
-//!    requests per unit scheduled during the launch;
+//!    requests per unit scheduled during the launch (etcd's own counters of v2 requests and
+//!    watches), with what each component of fltd sent (fltd's `/metrics`);
 //! 4. time from killing a host to all its units active elsewhere (a host that does not hold the
 //!    engine lease, then the lease holder);
 //! 5. fltd CPU and RSS per host at idle with N units.
@@ -16,7 +17,9 @@
 //! `cargo bench -p flt-tests --bench cluster`. Settings (environment):
 //! `FLT_BENCH_QUICK=1` (100 units, 3 hosts, 20 latency samples, 15 s windows),
 //! `FLT_BENCH_HOSTS=3,10`, `FLT_BENCH_UNITS=1000`, `FLT_BENCH_LATENCY_UNITS=50`,
-//! `FLT_BENCH_IDLE_SECS=30`, `FLT_BENCH_AGENT_TTL_SECS=3`. Prints one table, the etcd requests
+//! `FLT_BENCH_IDLE_SECS=30`, `FLT_BENCH_IDLE_AGENT_TTL_SECS=30` (fltd's default, for every row
+//! but failover), `FLT_BENCH_AGENT_TTL_SECS=3` (failover rows: every fltd is restarted with it
+//! before the first kill, and adopts its units). Prints one table, the etcd requests
 //! behind each rate and a journal trace of one unit's PUT-to-active; nothing here asserts on time.
 //! Needs root and the tools listed in `flt_tests::testhost`.
 
@@ -38,10 +41,12 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(90);
 /// Time for the launch's reconciles and state publishing to settle before an idle window.
 const SETTLE: Duration = Duration::from_secs(10);
-/// etcd 3.4's v2 store counters: every v2 keys request lands in one of these.
-const ETCD_COUNTERS: [&str; 3] = [
-    "etcd_debugging_store_reads_total",
-    "etcd_debugging_store_writes_total",
+/// etcd 3.4's counters of v2 keys requests: `etcd_http_received_total{method}` counts every
+/// request but watches (GET, QGET for quorum reads, PUT, DELETE), the store counts each watch.
+/// (The store's read and write counters are no measure of requests: etcd counts an internal
+/// read in every write, and two reads per GET.)
+const ETCD_COUNTERS: [&str; 2] = [
+    "etcd_http_received_total",
     "etcd_debugging_store_watch_requests_total",
 ];
 /// The most units the bench piles on one host when killing the lease holder (a second kill).
@@ -52,7 +57,10 @@ struct Settings {
     units: usize,
     latency_units: usize,
     idle: Duration,
+    /// fltd's agent_ttl for the failover rows (4).
     agent_ttl: Duration,
+    /// fltd's agent_ttl for everything else, above all the idle rows (3, 5).
+    idle_agent_ttl: Duration,
 }
 
 impl Settings {
@@ -87,6 +95,7 @@ impl Settings {
                 number("FLT_BENCH_IDLE_SECS", if quick { 15 } else { 30 }) as u64
             ),
             agent_ttl: Duration::from_secs(number("FLT_BENCH_AGENT_TTL_SECS", 3) as u64),
+            idle_agent_ttl: Duration::from_secs(number("FLT_BENCH_IDLE_AGENT_TTL_SECS", 30) as u64),
         }
     }
 }
@@ -261,13 +270,37 @@ fn etcd_counters(flt: &FltCluster) -> BTreeMap<String, f64> {
     found
 }
 
+/// fltd's `flt_registry_requests_total{component,type}` summed over `hosts`.
+fn fltd_requests(flt: &FltCluster, hosts: &[usize]) -> BTreeMap<String, f64> {
+    let mut sum = BTreeMap::new();
+    for &index in hosts {
+        let metrics = match api(&api_socket(flt, index), "GET", "/metrics", "") {
+            Ok((200, body)) => body,
+            other => panic!("h{}: /metrics: {other:?}", index + 1),
+        };
+        for line in metrics.lines() {
+            let Some(series) = line.strip_prefix("flt_registry_requests_total") else {
+                continue;
+            };
+            if let Some((labels, value)) = series.rsplit_once(' ')
+                && let Ok(value) = value.parse::<f64>()
+            {
+                *sum.entry(labels.to_string()).or_insert(0.0) += value;
+            }
+        }
+    }
+    sum
+}
+
 /// "series +delta, ..." for the counters that moved: which requests make up a rate.
 fn counter_deltas(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
     after
         .iter()
         .filter_map(|(series, value)| {
             let delta = value - before.get(series).copied().unwrap_or(0.0);
-            let short = series.trim_start_matches("etcd_debugging_store_");
+            let short = series
+                .trim_start_matches("etcd_debugging_store_")
+                .trim_start_matches("etcd_http_received_total");
             (delta > 0.0).then(|| format!("{short} +{delta}"))
         })
         .collect::<Vec<_>>()
@@ -337,13 +370,19 @@ fn measure_idle(flt: &FltCluster, window: Duration) -> Idle {
         .collect();
     let cpu0: Vec<f64> = hosts.iter().map(|&i| fltd_cpu_rss(flt, i).0).collect();
     let etcd0 = etcd_counters(flt);
+    let fltd0 = fltd_requests(flt, &hosts);
     let t0 = Instant::now();
     std::thread::sleep(window);
     let etcd1 = etcd_counters(flt);
+    let fltd1 = fltd_requests(flt, &hosts);
     let elapsed = t0.elapsed().as_secs_f64();
     println!(
         "  etcd requests in {elapsed:.1}s: {}",
         counter_deltas(&etcd0, &etcd1)
+    );
+    println!(
+        "  sent by fltd (all hosts; watch re-arms not counted): {}",
+        counter_deltas(&fltd0, &fltd1)
     );
     let end: Vec<(f64, u64)> = hosts.iter().map(|&i| fltd_cpu_rss(flt, i)).collect();
     let cpu: Vec<f64> = end
@@ -357,6 +396,24 @@ fn measure_idle(flt: &FltCluster, window: Duration) -> Idle {
         cpu_percent: mean_max(&cpu),
         rss_mb: mean_max(&rss),
     }
+}
+
+/// Restarts fltd on every host with `agent_ttl` (a drop-in over the cluster's own), and waits
+/// until every machine is registered again. The units keep running: a restarted fltd adopts
+/// them.
+fn set_agent_ttl(flt: &FltCluster, agent_ttl: Duration) {
+    for index in 0..flt.hosts() {
+        let root = flt.host(index).root().unwrap_or_else(|e| panic!("{e}"));
+        let dropin = root.join("etc/systemd/system/fltd.service.d/zz-bench-ttl.conf");
+        let conf = format!(
+            "[Service]\nEnvironment=FLT_AGENT_TTL={}ms\n",
+            agent_ttl.as_millis()
+        );
+        std::fs::write(&dropin, conf).unwrap_or_else(|e| panic!("{}: {e}", dropin.display()));
+        run(flt, index, &["systemctl", "daemon-reload"]);
+        run(flt, index, &["systemctl", "restart", "fltd.service"]);
+    }
+    flt.wait_machines(flt.hosts(), Duration::from_secs(60));
 }
 
 /// Row 1: PUT one unit, wait until it is active, read its exact activation time; repeat.
@@ -585,7 +642,7 @@ struct Column {
 fn bench_cluster(hosts: usize, settings: &Settings) -> Column {
     let mut loads = vec![load_1min()];
     let flt = FltCluster::start(FltClusterConfig {
-        agent_ttl: settings.agent_ttl,
+        agent_ttl: settings.idle_agent_ttl,
         ..FltClusterConfig::new(hosts)
     });
     std::thread::sleep(SETTLE);
@@ -622,6 +679,14 @@ fn bench_cluster(hosts: usize, settings: &Settings) -> Column {
     let idle_full = measure_idle(&flt, settings.idle);
     loads.push(load_1min());
 
+    if settings.agent_ttl != settings.idle_agent_ttl {
+        println!(
+            "[{hosts} hosts] restarting every fltd with agent_ttl {} s (they adopt their units)",
+            settings.agent_ttl.as_secs()
+        );
+        set_agent_ttl(&flt, settings.agent_ttl);
+        std::thread::sleep(SETTLE);
+    }
     let leader = lease_holder(&flt);
     let follower = (0..hosts)
         .filter(|&i| Some(i) != leader)
@@ -753,7 +818,9 @@ fn print_table(settings: &Settings, columns: &[Column]) {
     });
 
     println!(
-        "\ncluster benchmark (release fltd, agent_ttl {} s, idle windows {} s):",
+        "\ncluster benchmark (release fltd, agent_ttl {} s, {} s for the failover rows; \
+         idle windows {} s):",
+        settings.idle_agent_ttl.as_secs(),
         settings.agent_ttl.as_secs(),
         settings.idle.as_secs()
     );

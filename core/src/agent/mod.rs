@@ -22,7 +22,7 @@
 //! What it does:
 //! - **Presence** ([`presence`]): registers `P/machines/<id>/object` create-only with TTL
 //!   `agent_ttl`, takes over its own leftover record after a restart, reports a duplicate
-//!   machine ID, and refreshes the TTL every `agent_ttl/3`.
+//!   machine ID, and refreshes the TTL every `agent_ttl/2` (fleet's monitor period).
 //! - **Desired state** ([`desired`]): follows its machine directory (dynamic metadata), its
 //!   schedule `P/schedule/<id>/` and `P/global/` with one [`crate::registry::PrefixFollower`]
 //!   each (retrying with backoff), fetches unit files by hash, and resolves global units by
@@ -33,7 +33,7 @@
 //! - **Adoption**: nothing is done to systemd until the machine is registered, the startup
 //!   inventory has arrived and the schedule has been read in full once. Units already in
 //!   `units_directory` with the scheduled content and running are then left alone.
-//! - **Steady-state etcd traffic** is two TTL refreshes per `agent_ttl/3` (presence and the
+//! - **Steady-state etcd traffic** is two TTL refreshes per `agent_ttl/2` (presence and the
 //!   unit-state directory) plus a full re-read every `resync_interval`, whatever the number of
 //!   units.
 
@@ -120,8 +120,9 @@ impl AgentConfig {
         }
     }
 
+    /// fleet's monitor period: half the TTL, so a late or retried refresh still lands in time.
     fn heartbeat_period(&self) -> Duration {
-        self.agent_ttl / 3
+        self.agent_ttl / 2
     }
 }
 
@@ -330,7 +331,7 @@ impl Agent {
                 config.seed,
             ),
             presence: Presence::new(ks.machine_object(&id), record, config.agent_ttl, now),
-            publisher: Publisher::new(&ks, &id, config.agent_ttl),
+            publisher: Publisher::new(&ks, &id, config.agent_ttl * 2),
             sources: None,
             files: UnitFiles::default(),
             schedule: Schedule::default(),

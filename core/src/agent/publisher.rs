@@ -1,6 +1,8 @@
 //! Unit state publishing (spec §3.7), with etcd traffic that does not grow with the number of
 //! units: the states live in one directory per machine, `P/unit-states/<id>/`, which carries the
-//! TTL (`agent_ttl`). The agent's heartbeat refreshes that one directory; each
+//! TTL (2 × `agent_ttl`). The agent's heartbeat refreshes that one directory every other beat
+//! (once less than half its TTL is left): the TTL only collects a dead machine's states, which
+//! readers already ignore once the machine's presence (TTL `agent_ttl`) is gone. Each
 //! `P/unit-states/<id>/<name>` (no TTL of its own) is written only when the state changes and
 //! deleted only when the unit leaves this machine. If the directory is found gone (it expired
 //! during an etcd outage) or replaced, it is created or read again and every state is republished.
@@ -36,6 +38,10 @@ pub(crate) struct Publisher {
     /// When the directory we know was created; another value means it was replaced.
     created_index: u64,
     refresh: Option<OpId>,
+    /// When the last successful refresh (or the creation) was sent.
+    refreshed_sent: Option<Instant>,
+    /// When the refresh in flight was sent.
+    refresh_sent: Instant,
     /// What the registry holds, as far as we know.
     published: BTreeMap<String, UnitStateRecord>,
     /// Writes in flight: name, the record written (`None`: a delete), and the directory
@@ -61,6 +67,7 @@ pub(crate) enum PublisherChange {
 }
 
 impl Publisher {
+    /// `ttl`: the directory's TTL.
     pub fn new(keyspace: &Keyspace, machine_id: &str, ttl: Duration) -> Publisher {
         Publisher {
             machine_id: machine_id.to_string(),
@@ -70,6 +77,8 @@ impl Publisher {
             dir: Dir::Idle,
             created_index: 0,
             refresh: None,
+            refreshed_sent: None,
+            refresh_sent: Instant::from_epoch(Duration::ZERO),
             published: BTreeMap::new(),
             writes: BTreeMap::new(),
             writing: BTreeSet::new(),
@@ -134,11 +143,18 @@ impl Publisher {
         self.generation += 1;
     }
 
-    /// Refreshes the directory's TTL (part of the heartbeat).
+    /// Refreshes the directory's TTL (part of the heartbeat, every `agent_ttl/2`) once less than
+    /// about half of it (`agent_ttl`) is left, up to an eighth of it early: every other beat.
     pub fn refresh(&mut self, now: Instant, io: &mut Io) {
         if self.dir != Dir::Ready || self.refresh.is_some() {
             return;
         }
+        if let Some(sent) = self.refreshed_sent
+            && now + self.ttl / 8 < sent + self.ttl / 2
+        {
+            return;
+        }
+        self.refresh_sent = now;
         let request = Request::Put {
             key: self.dir_key.clone(),
             value: PutValue::RefreshTtl,
@@ -266,6 +282,7 @@ impl Publisher {
             self.refresh = None;
             return match result {
                 Ok(Reply::Put { node }) => {
+                    self.refreshed_sent = Some(self.refresh_sent);
                     if node.created_index != 0
                         && self.created_index != 0
                         && node.created_index != self.created_index

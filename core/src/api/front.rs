@@ -723,7 +723,11 @@ impl ApiFront {
             let current = if listing { "inactive" } else { "" };
             (current.to_string(), String::new())
         } else {
-            let current = current_state(job, |machine| self.states.get(name, machine));
+            let current = current_state(job, |machine| {
+                self.states
+                    .get(name, machine)
+                    .filter(|_| self.machine_live(machine))
+            });
             (
                 current.as_str().to_string(),
                 job.target.clone().unwrap_or_default(),
@@ -746,6 +750,7 @@ impl ApiFront {
             self.states.states().iter().filter(|((name, machine), _)| {
                 machine_filter.as_ref().is_none_or(|m| m == machine)
                     && unit_filter.as_ref().is_none_or(|u| u == name)
+                    && self.machine_live(machine)
             })
         };
         let total = matching().count();
@@ -764,13 +769,22 @@ impl ApiFront {
         })
     }
 
+    /// Whether `machine` has a presence: the states of a machine without one are stale (its
+    /// unit-state directory outlives the presence by up to `agent_ttl`) and are not shown.
+    fn machine_live(&self, machine: &str) -> bool {
+        self.view
+            .machines()
+            .get(machine)
+            .is_some_and(|m| m.record.is_some())
+    }
+
     fn get_state(&self, name: &str) -> ApiResponse {
         let found = self
             .states
             .states()
             .range((name.to_string(), String::new())..)
-            .next()
-            .filter(|((n, _), _)| n == name);
+            .take_while(|((n, _), _)| n == name)
+            .find(|((_, machine), _)| self.machine_live(machine));
         match found {
             Some(((n, machine), record)) => self.json(&state_entity(n, machine, record)),
             None => self.error(404, UNIT_STATE_NOT_FOUND),

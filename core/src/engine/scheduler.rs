@@ -95,6 +95,16 @@ impl EngineConfig {
     pub fn lease_ttl(&self) -> Duration {
         self.reconcile_interval * 5
     }
+
+    /// How the directory followers time their reads.
+    fn follow_config(&self) -> FollowConfig {
+        FollowConfig {
+            resync_interval: self.resync_interval,
+            resync_jitter: FollowConfig::default().resync_jitter,
+            request_timeout: self.request_timeout,
+            retry_delay: self.retry_delay,
+        }
+    }
 }
 
 /// A registry request to carry out; answer it with a [`Response`] carrying the same id.
@@ -230,6 +240,13 @@ pub struct Engine {
     followers: BTreeMap<Dir, PrefixFollower>,
     /// Directories whose first snapshot has been applied.
     synced: BTreeSet<Dir>,
+    /// Follows `P/lease` once another engine is known to lead (with watches on): a follower
+    /// learns of a new holder, or of the lease's expiry, from its watch instead of reading the
+    /// lease every tick. Renewals refresh the TTL only, which wakes no watcher, so the followers
+    /// of an idle cluster send nothing.
+    lease_follower: Option<PrefixFollower>,
+    /// The lease follower's requests in flight (and its running watch), with their kind.
+    lease_follow_ops: BTreeMap<OpId, &'static str>,
     /// Followers' requests in flight (and running watches), for routing answers and metrics.
     follow_ops: BTreeMap<OpId, (Dir, &'static str)>,
     lease: LeaseState,
@@ -275,12 +292,7 @@ impl Engine {
     pub fn new(config: EngineConfig, now: Instant) -> Engine {
         let view = ClusterView::new(config.keyspace.clone());
         let mut ids = OpIdGen::new(ENGINE_COMPONENT);
-        let follow = FollowConfig {
-            resync_interval: config.resync_interval,
-            resync_jitter: FollowConfig::default().resync_jitter,
-            request_timeout: config.request_timeout,
-            retry_delay: config.retry_delay,
-        };
+        let follow = config.follow_config();
         let followers = Dir::ALL
             .into_iter()
             .zip(1u64..)
@@ -304,6 +316,8 @@ impl Engine {
             view,
             followers,
             synced: BTreeSet::new(),
+            lease_follower: None,
+            lease_follow_ops: BTreeMap::new(),
             follow_ops: BTreeMap::new(),
             lease: LeaseState::Follower { leader: None },
             lease_op: None,
@@ -422,15 +436,20 @@ impl Engine {
             // Only the lease release is still waited for; the followers are stopped.
             timers.retain(|(_, t)| *t == EngineTimer::RequestTimeout);
         } else {
-            timers.extend(self.followers.values().filter_map(|f| {
-                let (at, why) = f.poll_timeout()?;
-                let why = match why {
-                    FollowTimer::AnswerDeadline => EngineTimer::RequestTimeout,
-                    FollowTimer::Retry => EngineTimer::Retry,
-                    FollowTimer::Resync => EngineTimer::Resync,
-                };
-                Some((at, why))
-            }));
+            timers.extend(
+                self.followers
+                    .values()
+                    .chain(&self.lease_follower)
+                    .filter_map(|f| {
+                        let (at, why) = f.poll_timeout()?;
+                        let why = match why {
+                            FollowTimer::AnswerDeadline => EngineTimer::RequestTimeout,
+                            FollowTimer::Retry => EngineTimer::Retry,
+                            FollowTimer::Resync => EngineTimer::Resync,
+                        };
+                        Some((at, why))
+                    }),
+            );
         }
         timers.into_iter().min()
     }
@@ -440,6 +459,24 @@ impl Engine {
     /// An answer to one of our commands. Answers to unknown (e.g. timed-out) ids are ignored.
     pub fn handle_input(&mut self, response: Response, now: Instant) {
         self.last_now = self.last_now.max(now);
+        if let Some(&kind) = self.lease_follow_ops.get(&response.id) {
+            if kind != "watch" || response.result.is_err() {
+                self.lease_follow_ops.remove(&response.id);
+            }
+            if self.shutting_down {
+                return;
+            }
+            if let Err(failure) = &response.result
+                && !matches!(failure, Failure::NotFound | Failure::PreconditionFailed)
+            {
+                bump(&mut self.metrics.registry_failures, kind);
+            }
+            if let Some(follower) = &mut self.lease_follower {
+                follower.handle_input(&response, &mut self.ids, now);
+            }
+            self.collect_follow_output(now);
+            return;
+        }
         if let Some(&(dir, kind)) = self.follow_ops.get(&response.id) {
             // A watch lives on until it fails; any other request ends with its answer.
             if kind != "watch" || response.result.is_err() {
@@ -506,6 +543,17 @@ impl Engine {
             }
             current
         });
+        if let Some(follower) = &mut self.lease_follower {
+            follower.handle_timeout(&mut self.ids, now);
+            self.lease_follow_ops.retain(|id, kind| {
+                let current =
+                    follower.pending_id() == Some(*id) || follower.watch_id() == Some(*id);
+                if !current {
+                    timed_out.push(*kind);
+                }
+                current
+            });
+        }
         for kind in timed_out {
             bump(&mut self.metrics.registry_failures, kind);
         }
@@ -589,10 +637,76 @@ impl Engine {
                 }
             }
         }
+        let mut lease_seen = Vec::new();
+        if let Some(follower) = &mut self.lease_follower {
+            while let Some((id, request)) = follower.poll_command() {
+                let kind = request_kind(&request);
+                bump(&mut self.metrics.registry_requests, kind);
+                self.lease_follow_ops.insert(id, kind);
+                self.commands.push_back(Command { id, request });
+            }
+            let key = self.config.keyspace.engine_lease();
+            while let Some(event) = follower.poll_event() {
+                match event {
+                    FollowEvent::Snapshot { node, .. } => {
+                        let lease = node.nodes.iter().find(|n| n.key == key);
+                        lease_seen.push(lease.map(ReadLease::from_node));
+                    }
+                    FollowEvent::Change(event) if event.node.key == key => {
+                        lease_seen.push(
+                            (!event.action.is_removal()).then(|| ReadLease::from_node(&event.node)),
+                        );
+                    }
+                    FollowEvent::Change(_) => {}
+                }
+            }
+        }
+        for seen in lease_seen {
+            self.on_lease_seen(seen, now);
+        }
         if changed {
             self.dirty = true;
             self.check_leader_presence(now);
             self.maybe_reconcile(now);
+        }
+    }
+
+    /// Starts following `P/lease` (see `lease_follower`), once.
+    fn follow_lease(&mut self, now: Instant) {
+        if !self.config.use_watches || self.lease_follower.is_some() {
+            return;
+        }
+        let seed = self.config.seed.wrapping_add(0x5851_f42d_4c95_7f2d);
+        let key = self.config.keyspace.lease_dir();
+        self.lease_follower = Some(PrefixFollower::new(
+            &key,
+            self.config.follow_config(),
+            seed,
+            &mut self.ids,
+            now,
+        ));
+        self.collect_follow_output(now);
+    }
+
+    /// What the lease follower read or was told: the lease as it now is (`None`: nobody holds
+    /// it). A follower learns the holder, or contends at once when the lease is gone; the
+    /// contention re-reads the lease, so a stale view here only costs a read.
+    fn on_lease_seen(&mut self, seen: Option<ReadLease>, now: Instant) {
+        if self.lease.is_leader() || self.shutting_down || self.version_too_new {
+            return;
+        }
+        match seen {
+            Some(read)
+                if read.holder != self.config.machine_id && read.version >= ENGINE_VERSION =>
+            {
+                self.set_leader(Some(read.holder));
+                self.check_leader_presence(now);
+            }
+            // Free, ours from before a restart, or a legacy engine's: the contention decides.
+            _ => {
+                self.set_leader(None);
+                self.contend(now);
+            }
         }
     }
 
@@ -606,6 +720,16 @@ impl Engine {
             && self.leader_seen_live.as_deref() == Some(holder)
             && self.synced.contains(&Dir::Machines)
             && !self.machine_live(holder)
+    }
+
+    /// Whether the machines directory is known at least up to `index`: only then does a
+    /// missing presence say that the holder of a lease written at `index` has left since (an
+    /// older view may show the expiry of a presence its machine has renewed before it took
+    /// the lease, e.g. right after an etcd outage).
+    fn machines_seen_up_to(&self, index: u64) -> bool {
+        self.followers
+            .get(&Dir::Machines)
+            .is_some_and(|f| f.index() >= index)
     }
 
     fn machine_live(&self, id: &str) -> bool {
@@ -664,15 +788,24 @@ impl Engine {
             self.collect_follow_output(now);
         }
         match self.lease {
-            LeaseState::Leader { index, .. } => {
-                if self.lease_op.is_none() {
-                    self.write_lease(Precondition::Index(index), Duration::ZERO, now);
+            LeaseState::Leader {
+                index, valid_until, ..
+            } => {
+                // Renew once less than half the TTL is left: every other tick by default.
+                if self.lease_op.is_none() && now + self.config.lease_ttl() / 2 >= valid_until {
+                    self.renew_lease(index, now);
                 }
                 // The safety net: reconcile even if no event said so.
                 self.dirty = true;
                 self.maybe_reconcile(now);
             }
-            LeaseState::Follower { .. } => self.contend(now),
+            // A known leader is watched (its loss wakes `on_lease_seen`); without a watch, or
+            // while nobody is known to hold the lease, the lease is read every tick.
+            LeaseState::Follower { ref leader } => {
+                if leader.is_none() || self.lease_follower.is_none() {
+                    self.contend(now);
+                }
+            }
         }
     }
 
@@ -692,6 +825,23 @@ impl Engine {
             recursive: false,
         };
         let id = self.send(request, Pending::Lease(LeaseOp::GetVersion), now);
+        self.lease_op = Some(id);
+    }
+
+    /// Renews the held lease: a TTL refresh (compare-and-swap on its index) that keeps the value
+    /// and wakes no watcher.
+    fn renew_lease(&mut self, index: u64, now: Instant) {
+        let request = Request::Put {
+            key: self.config.keyspace.engine_lease(),
+            value: PutValue::RefreshTtl,
+            ttl: Some(self.config.lease_ttl()),
+            precondition: Precondition::Index(index),
+        };
+        let pending = Pending::Lease(LeaseOp::Write {
+            sent: now,
+            wait: Duration::ZERO,
+        });
+        let id = self.send(request, pending, now);
         self.lease_op = Some(id);
     }
 
@@ -836,7 +986,10 @@ impl Engine {
                 if read.holder == self.config.machine_id {
                     // Ours from before a restart: keep it.
                     self.write_lease(Precondition::Index(read.index), Duration::ZERO, now);
-                } else if read.version >= ENGINE_VERSION && self.leader_machine_gone(&read.holder) {
+                } else if read.version >= ENGINE_VERSION
+                    && self.leader_machine_gone(&read.holder)
+                    && self.machines_seen_up_to(read.index)
+                {
                     // The holder's machine is gone: take the lease over now (CAS on its index,
                     // so of two contenders only one wins).
                     self.events
@@ -844,6 +997,7 @@ impl Engine {
                     self.write_lease(Precondition::Index(read.index), Duration::ZERO, now);
                 } else if read.version >= ENGINE_VERSION {
                     self.set_leader(Some(read.holder));
+                    self.follow_lease(now);
                 } else {
                     // A legacy engine holds it: steal, then wait out its TTL before acting.
                     self.write_lease(Precondition::Index(read.index), read.remaining, now);

@@ -66,6 +66,10 @@ pub struct NodeConfig {
     pub key_prefix: String,
     /// An unanswered registry request fails after this long (every component).
     pub request_timeout: Duration,
+    /// Period of every component's safety-net full re-read of what it watches (default
+    /// 10 min): watches carry every change, so this only bounds how long a change a watch
+    /// missed can go unseen, and it costs one read per followed directory per period.
+    pub resync_interval: Duration,
     /// Seed for every component's jitter.
     pub seed: u64,
 }
@@ -85,6 +89,7 @@ impl NodeConfig {
             disable_watches: false,
             key_prefix: Keyspace::default().prefix().to_string(),
             request_timeout: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(600),
             seed: 0,
         }
     }
@@ -103,6 +108,7 @@ impl NodeConfig {
         config.keyspace = self.keyspace();
         config.agent_ttl = self.agent_ttl;
         config.registry_timeout = self.request_timeout;
+        config.resync_interval = self.resync_interval;
         config.seed = self.seed;
         config
     }
@@ -114,6 +120,7 @@ impl NodeConfig {
         config.reconcile_interval = self.engine_reconcile_interval;
         config.lease_margin = self.engine_reconcile_interval;
         config.request_timeout = self.request_timeout;
+        config.resync_interval = self.resync_interval;
         config.seed = self.seed.wrapping_add(1);
         config.use_watches = !self.disable_watches;
         // The leader stops acting once its own presence may have expired, so that the other
@@ -131,6 +138,7 @@ impl NodeConfig {
             request_timeout: self.request_timeout,
             follow: FollowConfig {
                 request_timeout: self.request_timeout,
+                resync_interval: self.resync_interval,
                 ..FollowConfig::default()
             },
             seed: self.seed.wrapping_add(2),

@@ -12,7 +12,7 @@
 //! | `P/global/<name>` | schedule record of a global unit | engine |
 //! | `P/machines/<machine>/object` | machine record, TTL `agent_ttl` | agent |
 //! | `P/machines/<machine>/metadata/<key>` | dynamic metadata (`""` = removed) | API |
-//! | `P/unit-states/<machine>/` | directory with TTL `agent_ttl` | agent |
+//! | `P/unit-states/<machine>/` | directory with TTL 2 × `agent_ttl` (readers ignore the states of a machine without presence) | agent |
 //! | `P/unit-states/<machine>/<name>` | unit state record (no TTL of its own) | agent |
 //! | `P/lease/engine-leader` | lease record, TTL | engine |
 //! | `P/engine/version` | `"1"` | engine |
@@ -183,6 +183,10 @@ impl Keyspace {
         self.join(&["unit-states", machine, name])
     }
 
+    /// The directory of the engine lease (followed by non-leader engines).
+    pub fn lease_dir(&self) -> String {
+        self.join(&["lease"])
+    }
     pub fn engine_lease(&self) -> String {
         self.join(&["lease", "engine-leader"])
     }

@@ -546,6 +546,8 @@ fn machines_patch_add_replace_remove_as_the_functional_tests() {
 #[test]
 fn unit_states_list_filters_sorts_and_gets() {
     let mut f = Front::ready();
+    f.store_machine("m1", "10.0.0.1", &[]);
+    f.store_machine("m2", "10.0.0.2", &[]);
     f.store_state("m2", "b.service", "active", "running");
     f.store_state("m1", "b.service", "inactive", "dead");
     f.store_state("m1", "a.service", "failed", "failed");
@@ -581,10 +583,20 @@ fn unit_states_list_filters_sorts_and_gets() {
     assert_eq!(f.get_json("/flt/v1/state/b.service")["machineID"], "m1");
     let answer = f.request("GET", "/flt/v1/state/c.service", "");
     assert_eq!(error_of(&answer), (404, "unit state does not exist".into()));
-    // A machine's state directory expires: its states go.
+    // A machine's presence expires: its states are no longer shown, though its state
+    // directory (TTL 2 × agent_ttl) is still there; then that expires too.
+    f.etcd.delete(&f.ks.machine_object("m2"));
+    f.pump();
+    assert_eq!(
+        names(&f.get_json("/flt/v1/state"), "states"),
+        ["a.service", "b.service"]
+    );
+    assert!(names(&f.get_json("/flt/v1/state?machineID=m2"), "states").is_empty());
     f.etcd.delete(&f.ks.machine_states_dir("m1"));
     f.pump();
-    assert_eq!(names(&f.get_json("/flt/v1/state"), "states"), ["b.service"]);
+    assert!(names(&f.get_json("/flt/v1/state"), "states").is_empty());
+    let answer = f.request("GET", "/flt/v1/state/b.service", "");
+    assert_eq!(error_of(&answer), (404, "unit state does not exist".into()));
 }
 
 #[test]
@@ -593,6 +605,8 @@ fn current_state_derives_from_target_and_the_targets_published_state() {
     let ks = f.ks.clone();
     f.store_unit("a.service", &unit_file("/bin/a"), TargetState::Launched);
     f.pump();
+    f.store_machine("m1", "10.0.0.1", &[]);
+    f.store_machine("m2", "10.0.0.2", &[]);
     let unit = |f: &mut Front| f.get_json("/flt/v1/units/a.service");
     assert_eq!(unit(&mut f)["currentState"], "inactive");
     f.etcd.set(f.now, &ks.job_target("a.service"), "m1");

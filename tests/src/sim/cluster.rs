@@ -1090,9 +1090,17 @@ impl Cluster {
     /// Why the cluster has not converged (empty: it has).
     fn convergence_gaps(&mut self) -> Vec<String> {
         let mut gaps = Vec::new();
-        // Every machine is back in the cluster: registered, and its presence key there.
+        // Every machine is back in the cluster: registered, its presence key there, and
+        // refreshed since the faults healed (a key written before a cut can still be there at
+        // the heal and expire right after).
+        let heal_at = self.safety_end();
         for m in &self.machines {
-            let registered = m.agent.as_ref().is_some_and(Agent::is_registered);
+            let healed = m.clock.local(heal_at);
+            let registered = m.agent.as_ref().is_some_and(|a| {
+                a.is_registered()
+                    && a.presence_valid_until()
+                        .is_some_and(|until| until > healed + a.config().agent_ttl)
+            });
             let present = self
                 .registry
                 .etcd()
