@@ -33,7 +33,7 @@ config at /etc/flt/flt.conf by default.\n  -version\n    \tPrint the version and
 const REGISTRY_WORKERS: usize = 4;
 
 fn main() -> ExitCode {
-    memory::limit_malloc_arenas();
+    memory::tune_malloc();
     let mut argv = std::env::args();
     let argv0 = argv.next().unwrap_or_else(|| "fltd".to_string());
     let args: Vec<String> = argv.collect();

@@ -115,6 +115,56 @@ fn memory(host: &Host, pid: &str) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Where `pid`'s resident memory is, from `/proc/<pid>/smaps` inside the host: per mapped file
+/// (anonymous memory, heap and stacks as one line) the resident and the private kB, biggest first.
+fn print_mappings(host: &Host, pid: &str) {
+    let smaps = exec(host, &["cat", &format!("/proc/{pid}/smaps")]);
+    let mut by_name: Vec<(String, u64, u64)> = Vec::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(first), Some(second)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: range, perms, offset, dev, inode, then the path if any.
+            let path = fields.nth(3).unwrap_or("");
+            current = match path.rsplit('/').next() {
+                Some(file) if path.starts_with('/') => file.to_string(),
+                _ => "[anonymous, heap, stacks]".to_string(),
+            };
+            if !by_name.iter().any(|(name, _, _)| *name == current) {
+                by_name.push((current.clone(), 0, 0));
+            }
+            continue;
+        }
+        let kb: u64 = second.parse().unwrap_or(0);
+        if let Some(entry) = by_name.iter_mut().find(|(name, _, _)| *name == current) {
+            match first {
+                "Rss:" => entry.1 += kb,
+                "Private_Clean:" | "Private_Dirty:" => entry.2 += kb,
+                _ => {}
+            }
+        }
+    }
+    by_name.retain(|(_, rss, _)| *rss > 0);
+    by_name.sort_by_key(|(_, rss, _)| std::cmp::Reverse(*rss));
+    let status = exec(host, &["cat", &format!("/proc/{pid}/status")]);
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map_or("?", str::trim);
+    println!("fltd's resident memory by mapping ({threads} threads):");
+    println!("{:<34} {:>8} {:>8}", "mapping", "Rss kB", "Private");
+    for (name, rss, private) in &by_name {
+        println!("{name:<34} {rss:>8} {private:>8}");
+    }
+    let (rss, private) = by_name
+        .iter()
+        .fold((0, 0), |(r, p), (_, rss, private)| (r + rss, p + private));
+    println!("{:<34} {rss:>8} {private:>8}", "total");
+}
+
 fn unit_name(i: usize) -> String {
     format!("bench-{i:05}.service")
 }
@@ -228,6 +278,7 @@ fn main() {
     );
     let (idle_rss, idle_hwm) = memory(host, &pid);
     println!("fltd idle, empty registry: VmRSS {idle_rss} kB, VmHWM {idle_hwm} kB");
+    print_mappings(host, &pid);
 
     let client = EtcdClient::new(EtcdConfig::with_endpoints([cluster.etcd_local_endpoint()]))
         .unwrap_or_else(|e| panic!("etcd client: {e}"));
@@ -255,6 +306,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let (seeded_rss, seeded_hwm) = memory(host, &pid);
+    print_mappings(host, &pid);
 
     println!(
         "\nfull listings, {reps} repetitions each, over the unix socket, one connection per page:"
