@@ -27,7 +27,10 @@
 //!   schedule `P/schedule/<id>/` and `P/global/` with one [`crate::registry::PrefixFollower`]
 //!   each (retrying with backoff), fetches unit files by hash, and resolves global units by
 //!   name. Failures never change the desired state.
-//! - **Tasks** ([`task`]): spec §3.5, run one at a time; the first failure ends the batch.
+//! - **Tasks** ([`task`]): spec §3.5, in order, several of one kind at once (each touches its
+//!   own unit; [`TASKS_IN_FLIGHT`]); the first failure ends the batch. The
+//!   batch's `ReloadUnitFiles` is skipped when it has no unload and every load reported that
+//!   systemd can start the unit without one ([`SystemdOutcome::Loaded`]).
 //! - **Observed state**: systemd's own view, pushed in as [`Input::UnitObserved`], published at
 //!   once when it changes ([`publisher`]). The agent never restarts a failed unit.
 //! - **Adoption**: nothing is done to systemd until the machine is registered, the startup
@@ -74,6 +77,10 @@ use unit_text::ParsedUnit;
 
 /// The component number of the agent's [`OpId`]s.
 pub const OP_COMPONENT: u8 = 2;
+
+/// The most tasks of one kind (loads, starts, ...) a batch has in flight at once: the driver
+/// can then work through them without a round trip through the agent between two.
+pub const TASKS_IN_FLIGHT: usize = 64;
 
 /// How the agent is set up.
 #[derive(Clone, Debug)]
@@ -235,6 +242,11 @@ pub enum Event {
         task: Task,
         error: String,
     },
+    /// A `ReloadUnitFiles` left out: no unload in its batch, and systemd had none of the units
+    /// the batch loaded in memory, so starting them loads their files.
+    TaskSkipped {
+        task: Task,
+    },
     UnitStatePublished {
         name: String,
         load: String,
@@ -257,17 +269,22 @@ pub enum Event {
     },
 }
 
-/// A batch of tasks, run one at a time.
+/// A batch of tasks: one kind at a time, several of that kind at once.
 #[derive(Debug)]
 struct Batch {
     queue: VecDeque<Task>,
-    running: Option<Running>,
+    /// Tasks sent, all of one kind, by request.
+    running: BTreeMap<OpId, Running>,
     touched: BTreeSet<String>,
+    /// An unload, or a load systemd cannot pick up without it, asks for the batch's
+    /// `ReloadUnitFiles`; without one it is skipped.
+    reload_needed: bool,
+    /// The batch's `ReloadUnitFiles` was skipped.
+    reload_skipped: bool,
 }
 
 #[derive(Debug)]
 struct Running {
-    id: OpId,
     task: Task,
     /// For a load: the content loaded.
     hash: Option<UnitHash>,
@@ -300,6 +317,8 @@ pub struct Agent {
     publish_names: BTreeSet<String>,
     reconcile_now: bool,
     batch: Option<Batch>,
+    /// A start failed after its batch skipped the reload: the next batch reloads.
+    reload_owed: bool,
     reconcile_at: Option<Instant>,
     heartbeat_at: Option<Instant>,
     resync_at: Option<Instant>,
@@ -345,6 +364,7 @@ impl Agent {
             publish_names: BTreeSet::new(),
             reconcile_now: false,
             batch: None,
+            reload_owed: false,
             reconcile_at: None,
             heartbeat_at: None,
             resync_at: None,
@@ -670,7 +690,7 @@ impl Agent {
                         self.observe(unit);
                     }
                 }
-                Ok(SystemdOutcome::Done) => {}
+                Ok(SystemdOutcome::Done | SystemdOutcome::Loaded { .. }) => {}
                 Err(failure) => self.io.event(Event::SystemdQueryFailed {
                     error: failure.to_string(),
                 }),
@@ -879,36 +899,85 @@ impl Agent {
             .filter(|(name, _)| !unknown.contains(*name))
             .map(|(n, c)| (n.clone(), *c))
             .collect();
-        let tasks = plan(&desired, &current);
+        let mut tasks = plan(&desired, &current);
         if tasks.is_empty() {
             return;
         }
+        let reload_needed = std::mem::take(&mut self.reload_owed);
+        if reload_needed && !tasks.iter().any(|t| t.kind == TaskKind::ReloadUnitFiles) {
+            tasks.push(Task {
+                kind: TaskKind::ReloadUnitFiles,
+                unit: String::new(),
+                reason: TaskReason::AlwaysReload,
+            });
+            tasks.sort_by_key(|t| t.kind);
+        }
         self.batch = Some(Batch {
             queue: tasks.into(),
-            running: None,
+            running: BTreeMap::new(),
             touched: BTreeSet::new(),
+            reload_needed,
+            reload_skipped: false,
         });
         self.next_task(now);
     }
 
-    /// Starts the next task of the batch, or ends the batch.
+    /// Starts the batch's next tasks, or ends the batch. Tasks of one kind touch one unit each,
+    /// so up to [`TASKS_IN_FLIGHT`] of them run at once (the driver answers in order); a task
+    /// of the next kind waits until all of them are answered.
     fn next_task(&mut self, now: Instant) {
-        let Some(batch) = &mut self.batch else {
+        loop {
+            let Some(batch) = &mut self.batch else {
+                return;
+            };
+            let Some(next) = batch.queue.front() else {
+                if batch.running.is_empty() {
+                    self.end_batch(now);
+                }
+                return;
+            };
+            let busy = batch.running.values().next().map(|r| r.task.kind);
+            let joins = match busy {
+                None => true,
+                Some(kind) => {
+                    kind == next.kind
+                        && kind != TaskKind::ReloadUnitFiles
+                        && batch.running.len() < TASKS_IN_FLIGHT
+                }
+            };
+            if !joins {
+                return;
+            }
+            let Some(task) = batch.queue.pop_front() else {
+                return;
+            };
+            self.start_task(task, now);
+        }
+    }
+
+    fn end_batch(&mut self, now: Instant) {
+        let Some(batch) = self.batch.take() else {
             return;
         };
-        let Some(task) = batch.queue.pop_front() else {
-            let touched: Vec<String> = batch
-                .touched
-                .iter()
-                .filter(|n| self.current.contains_key(*n))
-                .cloned()
-                .collect();
-            self.batch = None;
-            self.list_units(touched, now);
+        let touched: Vec<String> = batch
+            .touched
+            .into_iter()
+            .filter(|n| self.current.contains_key(n))
+            .collect();
+        self.list_units(touched, now);
+    }
+
+    fn start_task(&mut self, task: Task, now: Instant) {
+        let Some(batch) = &mut self.batch else {
             return;
         };
         if !task.unit.is_empty() {
             batch.touched.insert(task.unit.clone());
+        }
+        if task.kind == TaskKind::ReloadUnitFiles && !batch.reload_needed {
+            batch.reload_skipped = true;
+            self.io.event(Event::TaskSkipped { task });
+            return;
         }
         let mut hash = None;
         let request = match task.kind {
@@ -921,10 +990,8 @@ impl Agent {
                 let Some(unit) = unit else {
                     let error = format!("unit file for {} is not available", task.unit);
                     self.io.event(Event::TaskFailed { task, error });
-                    if let Some(batch) = &mut self.batch {
-                        batch.queue.clear();
-                    }
-                    return self.next_task(now);
+                    batch.queue.clear();
+                    return;
                 };
                 hash = Some(unit.hash);
                 SystemdRequest::LoadUnit {
@@ -947,7 +1014,7 @@ impl Agent {
         self.io.event(Event::TaskStarted { task: task.clone() });
         let id = self.io.systemd(Owner::Task, request, now);
         if let Some(batch) = &mut self.batch {
-            batch.running = Some(Running { id, task, hash });
+            batch.running.insert(id, Running { task, hash });
         }
     }
 
@@ -960,13 +1027,18 @@ impl Agent {
         let Some(batch) = &mut self.batch else {
             return;
         };
-        let Some(running) = batch.running.take_if(|r| r.id == id) else {
+        let Some(running) = batch.running.remove(&id) else {
             return;
         };
-        let Running { task, hash, .. } = running;
+        let Running { task, hash } = running;
         match result {
-            Ok(_) => {
+            Ok(outcome) => {
                 let name = &task.unit;
+                batch.reload_needed |= match (task.kind, outcome) {
+                    (TaskKind::LoadUnit, SystemdOutcome::Loaded { reload_needed }) => reload_needed,
+                    (TaskKind::LoadUnit | TaskKind::UnloadUnit, _) => true,
+                    _ => false,
+                };
                 match task.kind {
                     TaskKind::LoadUnit => {
                         self.current.insert(
@@ -989,8 +1061,11 @@ impl Agent {
                 self.io.event(Event::TaskDone { task });
             }
             Err(failure) => {
-                // The first failure ends the batch; the next round tries again.
+                // The first failure ends the batch (tasks already sent still finish); the next
+                // round tries again. A start that failed after a skipped reload gets one before
+                // its retry, in case systemd did not pick the file up after all.
                 batch.queue.clear();
+                self.reload_owed |= batch.reload_skipped && task.kind == TaskKind::StartUnit;
                 self.io.event(Event::TaskFailed {
                     task,
                     error: failure.to_string(),

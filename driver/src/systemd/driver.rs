@@ -16,7 +16,7 @@ use super::{SystemdConfig, SystemdError, UnitState};
 #[non_exhaustive]
 pub enum SystemdRequest {
     /// Write the unit file, link it, and with `enable` (it has `[Install]`) enable it; then
-    /// follow its state. Reply: `Done`.
+    /// follow its state. Reply: `Loaded`.
     Load {
         id: OpId,
         name: String,
@@ -53,6 +53,13 @@ pub enum SystemdRequest {
 #[non_exhaustive]
 pub enum SystemdReply {
     Done,
+    /// A `Load` succeeded. `reload_needed`: whether a `Reload` must come before starting the
+    /// unit ([`super::SystemdClient::reload_needed`]; always true for an enabled unit, whose
+    /// `[Install]` links change other units, on systemd < 246, which does not load a new unit
+    /// file on `StartUnit`, and when systemd could not be asked).
+    Loaded {
+        reload_needed: bool,
+    },
     Job(String),
     States(Vec<(String, UnitState)>),
     UnitFiles(Vec<String>),
@@ -151,6 +158,8 @@ fn serve(
     stop: &Receiver<()>,
     events: &Sender<SystemdEvent>,
 ) {
+    // Whether this systemd loads a new unit file on StartUnit (asked at the first load).
+    let mut loads_new_units = None;
     loop {
         let request = select! {
             recv(requests) -> request => match request {
@@ -175,10 +184,15 @@ fn serve(
                 enable,
             } => {
                 let result = call(&mut client, |c| c.load_unit(&name, &contents, enable));
+                // Enabling adds a dependency to another unit, which only a reload makes
+                // systemd see if it has that unit loaded.
+                let result = result.map(|()| SystemdReply::Loaded {
+                    reload_needed: enable || reload_needed(&client, &name, &mut loads_new_units),
+                });
                 if result.is_ok() {
                     watcher.watch(name);
                 }
-                (id, result.map(|()| SystemdReply::Done))
+                (id, result)
             }
             SystemdRequest::Unload { id, name } => {
                 let result = call(&mut client, |c| c.unload_unit(&name));
@@ -230,6 +244,29 @@ fn serve(
         }
     }
     watcher.stop();
+}
+
+/// Whether a `Reload` must precede starting `name`, just loaded; true when in doubt.
+fn reload_needed(client: &SystemdClient, name: &str, loads_new_units: &mut Option<bool>) -> bool {
+    // systemd 246 began to load a unit file that appeared since a `not-found` lookup on the
+    // next reference; before that, only a reload made a new unit file visible.
+    let new_units_load = match *loads_new_units {
+        Some(known) => known,
+        None => match client.version() {
+            Ok(version) => *loads_new_units.insert(version >= 246),
+            Err(e) => {
+                log::warn!("cannot read systemd's version ({e}); reloading after this load");
+                false
+            }
+        },
+    };
+    if !new_units_load {
+        return true;
+    }
+    client.reload_needed(name).unwrap_or_else(|e| {
+        log::warn!("cannot tell whether {name} needs a daemon-reload ({e}); reloading");
+        true
+    })
 }
 
 /// Runs `f`, reconnecting first if the connection is known to be lost. A call that finds the
