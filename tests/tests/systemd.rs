@@ -737,6 +737,59 @@ mod driver {
             "no"
         );
 
+        // Loads sent together are linked together and answered in order; none needs a reload.
+        let names = [
+            "many-1.service",
+            "many-2.service",
+            "../bad.service",
+            "many-3.service",
+        ];
+        let first = agent.next_id;
+        for (i, name) in names.iter().enumerate() {
+            agent
+                .driver
+                .requests()
+                .send(SystemdRequest::Load {
+                    id: OpId(first + i as u64),
+                    name: (*name).into(),
+                    contents: SLEEPER.into(),
+                    enable: false,
+                })
+                .expect("driver running");
+        }
+        agent.next_id += names.len() as u64;
+        let mut replies = Vec::new();
+        while replies.len() < names.len() {
+            let event = agent
+                .driver
+                .events()
+                .recv_timeout(Duration::from_secs(15))
+                .expect("a reply to each load within 15 s");
+            if let Some(reply) = agent.record(event) {
+                replies.push(reply);
+            }
+        }
+        for (i, (id, result)) in replies.iter().enumerate() {
+            assert_eq!(*id, OpId(first + i as u64), "replies in request order");
+            if names[i].starts_with("..") {
+                assert!(matches!(result, Err(SystemdError::Name(_))), "{result:?}");
+            } else {
+                assert!(
+                    matches!(
+                        result,
+                        Ok(SystemdReply::Loaded {
+                            reload_needed: false
+                        })
+                    ),
+                    "{}: {result:?}",
+                    names[i]
+                );
+            }
+        }
+        for name in ["many-1.service", "many-2.service", "many-3.service"] {
+            start_unit(&mut agent, name);
+        }
+
         // An enabled unit changes its target's dependencies: always a reload.
         assert!(load_reporting(
             &mut agent,

@@ -162,6 +162,46 @@ impl SystemdClient {
         Ok(())
     }
 
+    /// [`SystemdClient::load_unit`] for several units without `[Install]` at once: writes every
+    /// file, then links them all in one `LinkUnitFiles` call (one by one if that call fails,
+    /// so that each unit gets its own error). Results are in the order of `units`.
+    pub fn load_units(&self, units: &[(&str, &str)]) -> Vec<Result<(), SystemdError>> {
+        let mut results: Vec<Result<(), SystemdError>> = Vec::with_capacity(units.len());
+        let mut written = Vec::new();
+        for (i, (name, contents)) in units.iter().enumerate() {
+            let path = self.files.systemd_path(name).and_then(|path| {
+                self.files.write(name, contents)?;
+                Ok(path.to_string_lossy().into_owned())
+            });
+            match path {
+                Ok(path) => {
+                    written.push((i, path));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let paths: Vec<&str> = written.iter().map(|(_, p)| p.as_str()).collect();
+        if paths.len() > 1 && self.link_unit_files(&paths).is_ok() {
+            return results;
+        }
+        for (i, path) in &written {
+            if let Err(e) = self.link_unit_files(&[path.as_str()]) {
+                results[*i] = Err(e);
+            }
+        }
+        results
+    }
+
+    /// The units systemd has in memory, by name, with their load state (`ListUnits`, which
+    /// loads nothing).
+    pub fn units_in_memory(&self) -> Result<BTreeMap<String, String>, SystemdError> {
+        Ok(list_loaded_units(&self.conn, self.timeout)?
+            .into_iter()
+            .map(|(name, state)| (name, state.load_state))
+            .collect())
+    }
+
     /// Stop; then, only if the stop succeeded, disable, reset-failed and delete the file. A
     /// unit systemd does not know (`NoSuchUnit` from the stop) counts as stopped.
     pub fn unload_unit(&self, name: &str) -> Result<(), SystemdError> {
