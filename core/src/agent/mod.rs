@@ -281,6 +281,8 @@ struct Batch {
     reload_needed: bool,
     /// The batch's `ReloadUnitFiles` was skipped.
     reload_skipped: bool,
+    /// Units the batch is still to start or stop: their state is published once that is done.
+    changing: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -848,6 +850,16 @@ impl Agent {
                 self.publisher.sync(&wanted, now, &mut self.io);
             }
             for name in std::mem::take(&mut self.publish_names) {
+                // About to be started or stopped: publish what that leads to, not the state
+                // on the way (saves a registry write per launched unit).
+                if self
+                    .batch
+                    .as_ref()
+                    .is_some_and(|b| b.changing.contains(&name))
+                {
+                    self.publish_names.insert(name);
+                    continue;
+                }
                 let wanted = self.wanted_state(&name);
                 self.publisher
                     .sync_one(&name, wanted.as_ref(), now, &mut self.io);
@@ -912,7 +924,13 @@ impl Agent {
             });
             tasks.sort_by_key(|t| t.kind);
         }
+        let changing = tasks
+            .iter()
+            .filter(|t| matches!(t.kind, TaskKind::StartUnit | TaskKind::StopUnit))
+            .map(|t| t.unit.clone())
+            .collect();
         self.batch = Some(Batch {
+            changing,
             queue: tasks.into(),
             running: BTreeMap::new(),
             touched: BTreeSet::new(),
@@ -991,6 +1009,7 @@ impl Agent {
                     let error = format!("unit file for {} is not available", task.unit);
                     self.io.event(Event::TaskFailed { task, error });
                     batch.queue.clear();
+                    batch.changing.clear();
                     return;
                 };
                 hash = Some(unit.hash);
@@ -1031,6 +1050,9 @@ impl Agent {
             return;
         };
         let Running { task, hash } = running;
+        if matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+            batch.changing.remove(&task.unit);
+        }
         match result {
             Ok(outcome) => {
                 let name = &task.unit;
@@ -1057,7 +1079,11 @@ impl Agent {
                     TaskKind::StopUnit => self.set_state(name, TargetState::Loaded),
                     TaskKind::ReloadUnitFiles => {}
                 }
-                self.publish_names.insert(name.clone());
+                // What a start or stop changes, systemd reports (and a report that came while
+                // it was pending waits in `publish_names`).
+                if !matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+                    self.publish_names.insert(name.clone());
+                }
                 self.io.event(Event::TaskDone { task });
             }
             Err(failure) => {
@@ -1065,6 +1091,7 @@ impl Agent {
                 // round tries again. A start that failed after a skipped reload gets one before
                 // its retry, in case systemd did not pick the file up after all.
                 batch.queue.clear();
+                batch.changing.clear();
                 self.reload_owed |= batch.reload_skipped && task.kind == TaskKind::StartUnit;
                 self.io.event(Event::TaskFailed {
                     task,
