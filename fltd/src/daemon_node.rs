@@ -181,6 +181,9 @@ impl DaemonNode {
                 log::error!("AgentReconciler failed task: {task} err={error:?}");
             }
             agent::Event::TaskStarted { task } => log::debug!("AgentReconciler task: {task}"),
+            agent::Event::TaskSkipped { task } => {
+                log::info!("AgentReconciler skipped task (not needed): {task}");
+            }
             agent::Event::DuplicateMachineId {
                 machine_id,
                 ours,
@@ -332,6 +335,9 @@ fn systemd_reply(id: OpId, result: Result<sd::SystemdReply, sd::SystemdError>) -
                 .map(|(name, state)| observed(name, &state))
                 .collect(),
         )),
+        Ok(sd::SystemdReply::Loaded { reload_needed }) => {
+            Ok(SystemdOutcome::Loaded { reload_needed })
+        }
         Ok(_) => Ok(SystemdOutcome::Done),
         Err(e) => Err(SystemdFailure::Failed(e.to_string())),
     };
@@ -1025,6 +1031,18 @@ mod tests {
         assert_eq!(
             systemd_reply(id, Ok(sd::SystemdReply::Job("/job/1".into()))).result,
             Ok(SystemdOutcome::Done)
+        );
+        assert_eq!(
+            systemd_reply(
+                id,
+                Ok(sd::SystemdReply::Loaded {
+                    reload_needed: false
+                })
+            )
+            .result,
+            Ok(SystemdOutcome::Loaded {
+                reload_needed: false
+            })
         );
         let failed = systemd_reply(id, Err(sd::SystemdError::Stopped));
         assert_eq!(

@@ -664,7 +664,138 @@ mod driver {
             contents: contents.into(),
             enable: has_install_section(contents),
         });
-        assert_eq!(reply, SystemdReply::Done);
+        assert!(matches!(reply, SystemdReply::Loaded { .. }), "{reply:?}");
+    }
+
+    /// Loads `name` and returns whether the driver says a reload must come before a start.
+    fn load_reporting(agent: &mut Agent, name: &str, contents: &str) -> bool {
+        match agent.ok(|id| SystemdRequest::Load {
+            id,
+            name: name.into(),
+            contents: contents.into(),
+            enable: has_install_section(contents),
+        }) {
+            SystemdReply::Loaded { reload_needed } => reload_needed,
+            other => panic!("load of {name}: {other:?}"),
+        }
+    }
+
+    /// What the agent skips its daemon-reload on: systemd 252 starts a unit file it has never
+    /// loaded, or only knew as `not-found`, without a reload; a changed file of a loaded unit,
+    /// or an enabled unit, still asks for one.
+    #[test]
+    fn new_units_start_without_a_reload_and_changed_ones_ask_for_one() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let mut agent = Agent::spawn(config(host));
+        let start_unit = |agent: &mut Agent, name: &str| {
+            agent.ok(|id| SystemdRequest::Start {
+                id,
+                name: name.into(),
+            });
+            agent.wait_state(name, "active", "running", Duration::from_secs(10));
+        };
+
+        assert!(!load_reporting(&mut agent, "fresh.service", SLEEPER));
+        start_unit(&mut agent, "fresh.service");
+
+        // Looked up before its file existed: systemd holds a not-found stub for it.
+        agent.watch("stub.service");
+        agent.wait_state("stub.service", "inactive", "dead", Duration::from_secs(5));
+        assert_eq!(
+            agent.states["stub.service"]
+                .as_ref()
+                .map(|s| s.load_state.as_str()),
+            Some("not-found")
+        );
+        assert!(!load_reporting(&mut agent, "stub.service", SLEEPER));
+        start_unit(&mut agent, "stub.service");
+        let exec_start = exec(
+            host,
+            &["systemctl", "show", "-P", "ExecStart", "stub.service"],
+        );
+        assert!(exec_start.contains("/bin/sleep"), "{exec_start}");
+
+        // New content for a loaded unit: systemd still runs the old file until a reload.
+        let changed = SLEEPER.replace("600", "700");
+        assert!(load_reporting(&mut agent, "fresh.service", &changed));
+        agent.ok(|id| SystemdRequest::Reload { id });
+        assert_eq!(
+            exec(
+                host,
+                &[
+                    "systemctl",
+                    "show",
+                    "-P",
+                    "NeedDaemonReload",
+                    "fresh.service"
+                ]
+            ),
+            "no"
+        );
+
+        // Loads sent together are linked together and answered in order; none needs a reload.
+        let names = [
+            "many-1.service",
+            "many-2.service",
+            "../bad.service",
+            "many-3.service",
+        ];
+        let first = agent.next_id;
+        for (i, name) in names.iter().enumerate() {
+            agent
+                .driver
+                .requests()
+                .send(SystemdRequest::Load {
+                    id: OpId(first + i as u64),
+                    name: (*name).into(),
+                    contents: SLEEPER.into(),
+                    enable: false,
+                })
+                .expect("driver running");
+        }
+        agent.next_id += names.len() as u64;
+        let mut replies = Vec::new();
+        while replies.len() < names.len() {
+            let event = agent
+                .driver
+                .events()
+                .recv_timeout(Duration::from_secs(15))
+                .expect("a reply to each load within 15 s");
+            if let Some(reply) = agent.record(event) {
+                replies.push(reply);
+            }
+        }
+        for (i, (id, result)) in replies.iter().enumerate() {
+            assert_eq!(*id, OpId(first + i as u64), "replies in request order");
+            if names[i].starts_with("..") {
+                assert!(matches!(result, Err(SystemdError::Name(_))), "{result:?}");
+            } else {
+                assert!(
+                    matches!(
+                        result,
+                        Ok(SystemdReply::Loaded {
+                            reload_needed: false
+                        })
+                    ),
+                    "{}: {result:?}",
+                    names[i]
+                );
+            }
+        }
+        for name in ["many-1.service", "many-2.service", "many-3.service"] {
+            start_unit(&mut agent, name);
+        }
+
+        // An enabled unit changes its target's dependencies: always a reload.
+        assert!(load_reporting(
+            &mut agent,
+            "wanted.service",
+            "[Service]\nExecStart=/bin/sleep 600\n\n[Install]\nWantedBy=multi-user.target\n",
+        ));
     }
 
     const SLEEPER: &str =

@@ -27,7 +27,10 @@
 //!   schedule `P/schedule/<id>/` and `P/global/` with one [`crate::registry::PrefixFollower`]
 //!   each (retrying with backoff), fetches unit files by hash, and resolves global units by
 //!   name. Failures never change the desired state.
-//! - **Tasks** ([`task`]): spec §3.5, run one at a time; the first failure ends the batch.
+//! - **Tasks** ([`task`]): spec §3.5, in order, several of one kind at once (each touches its
+//!   own unit; [`TASKS_IN_FLIGHT`]); the first failure ends the batch. The
+//!   batch's `ReloadUnitFiles` is skipped when it has no unload and every load reported that
+//!   systemd can start the unit without one ([`SystemdOutcome::Loaded`]).
 //! - **Observed state**: systemd's own view, pushed in as [`Input::UnitObserved`], published at
 //!   once when it changes ([`publisher`]). The agent never restarts a failed unit.
 //! - **Adoption**: nothing is done to systemd until the machine is registered, the startup
@@ -74,6 +77,10 @@ use unit_text::ParsedUnit;
 
 /// The component number of the agent's [`OpId`]s.
 pub const OP_COMPONENT: u8 = 2;
+
+/// The most tasks of one kind (loads, starts, ...) a batch has in flight at once: the driver
+/// can then work through them without a round trip through the agent between two.
+pub const TASKS_IN_FLIGHT: usize = 64;
 
 /// How the agent is set up.
 #[derive(Clone, Debug)]
@@ -236,6 +243,11 @@ pub enum Event {
         task: Task,
         error: String,
     },
+    /// A `ReloadUnitFiles` left out: no unload in its batch, and systemd had none of the units
+    /// the batch loaded in memory, so starting them loads their files.
+    TaskSkipped {
+        task: Task,
+    },
     UnitStatePublished {
         name: String,
         load: String,
@@ -258,17 +270,24 @@ pub enum Event {
     },
 }
 
-/// A batch of tasks, run one at a time.
+/// A batch of tasks: one kind at a time, several of that kind at once.
 #[derive(Debug)]
 struct Batch {
     queue: VecDeque<Task>,
-    running: Option<Running>,
+    /// Tasks sent, all of one kind, by request.
+    running: BTreeMap<OpId, Running>,
     touched: BTreeSet<String>,
+    /// An unload, or a load systemd cannot pick up without it, asks for the batch's
+    /// `ReloadUnitFiles`; without one it is skipped.
+    reload_needed: bool,
+    /// The batch's `ReloadUnitFiles` was skipped.
+    reload_skipped: bool,
+    /// Units the batch is still to start or stop: their state is published once that is done.
+    changing: BTreeSet<String>,
 }
 
 #[derive(Debug)]
 struct Running {
-    id: OpId,
     task: Task,
     /// For a load: the content loaded.
     hash: Option<UnitHash>,
@@ -301,6 +320,8 @@ pub struct Agent {
     publish_names: BTreeSet<String>,
     reconcile_now: bool,
     batch: Option<Batch>,
+    /// A start failed after its batch skipped the reload: the next batch reloads.
+    reload_owed: bool,
     reconcile_at: Option<Instant>,
     heartbeat_at: Option<Instant>,
     resync_at: Option<Instant>,
@@ -346,6 +367,7 @@ impl Agent {
             publish_names: BTreeSet::new(),
             reconcile_now: false,
             batch: None,
+            reload_owed: false,
             reconcile_at: None,
             heartbeat_at: None,
             resync_at: None,
@@ -671,7 +693,7 @@ impl Agent {
                         self.observe(unit);
                     }
                 }
-                Ok(SystemdOutcome::Done) => {}
+                Ok(SystemdOutcome::Done | SystemdOutcome::Loaded { .. }) => {}
                 Err(failure) => self.io.event(Event::SystemdQueryFailed {
                     error: failure.to_string(),
                 }),
@@ -829,6 +851,16 @@ impl Agent {
                 self.publisher.sync(&wanted, now, &mut self.io);
             }
             for name in std::mem::take(&mut self.publish_names) {
+                // About to be started or stopped: publish what that leads to, not the state
+                // on the way (saves a registry write per launched unit).
+                if self
+                    .batch
+                    .as_ref()
+                    .is_some_and(|b| b.changing.contains(&name))
+                {
+                    self.publish_names.insert(name);
+                    continue;
+                }
                 let wanted = self.wanted_state(&name);
                 self.publisher
                     .sync_one(&name, wanted.as_ref(), now, &mut self.io);
@@ -880,36 +912,91 @@ impl Agent {
             .filter(|(name, _)| !unknown.contains(*name))
             .map(|(n, c)| (n.clone(), *c))
             .collect();
-        let tasks = plan(&desired, &current);
+        let mut tasks = plan(&desired, &current);
         if tasks.is_empty() {
             return;
         }
+        let reload_needed = std::mem::take(&mut self.reload_owed);
+        if reload_needed && !tasks.iter().any(|t| t.kind == TaskKind::ReloadUnitFiles) {
+            tasks.push(Task {
+                kind: TaskKind::ReloadUnitFiles,
+                unit: String::new(),
+                reason: TaskReason::AlwaysReload,
+            });
+            tasks.sort_by_key(|t| t.kind);
+        }
+        let changing = tasks
+            .iter()
+            .filter(|t| matches!(t.kind, TaskKind::StartUnit | TaskKind::StopUnit))
+            .map(|t| t.unit.clone())
+            .collect();
         self.batch = Some(Batch {
+            changing,
             queue: tasks.into(),
-            running: None,
+            running: BTreeMap::new(),
             touched: BTreeSet::new(),
+            reload_needed,
+            reload_skipped: false,
         });
         self.next_task(now);
     }
 
-    /// Starts the next task of the batch, or ends the batch.
+    /// Starts the batch's next tasks, or ends the batch. Tasks of one kind touch one unit each,
+    /// so up to [`TASKS_IN_FLIGHT`] of them run at once (the driver answers in order); a task
+    /// of the next kind waits until all of them are answered.
     fn next_task(&mut self, now: Instant) {
-        let Some(batch) = &mut self.batch else {
+        loop {
+            let Some(batch) = &mut self.batch else {
+                return;
+            };
+            let Some(next) = batch.queue.front() else {
+                if batch.running.is_empty() {
+                    self.end_batch(now);
+                }
+                return;
+            };
+            let busy = batch.running.values().next().map(|r| r.task.kind);
+            let joins = match busy {
+                None => true,
+                Some(kind) => {
+                    kind == next.kind
+                        && kind != TaskKind::ReloadUnitFiles
+                        && batch.running.len() < TASKS_IN_FLIGHT
+                }
+            };
+            if !joins {
+                return;
+            }
+            let Some(task) = batch.queue.pop_front() else {
+                return;
+            };
+            self.start_task(task, now);
+        }
+    }
+
+    fn end_batch(&mut self, now: Instant) {
+        let Some(batch) = self.batch.take() else {
             return;
         };
-        let Some(task) = batch.queue.pop_front() else {
-            let touched: Vec<String> = batch
-                .touched
-                .iter()
-                .filter(|n| self.current.contains_key(*n))
-                .cloned()
-                .collect();
-            self.batch = None;
-            self.list_units(touched, now);
+        let touched: Vec<String> = batch
+            .touched
+            .into_iter()
+            .filter(|n| self.current.contains_key(n))
+            .collect();
+        self.list_units(touched, now);
+    }
+
+    fn start_task(&mut self, task: Task, now: Instant) {
+        let Some(batch) = &mut self.batch else {
             return;
         };
         if !task.unit.is_empty() {
             batch.touched.insert(task.unit.clone());
+        }
+        if task.kind == TaskKind::ReloadUnitFiles && !batch.reload_needed {
+            batch.reload_skipped = true;
+            self.io.event(Event::TaskSkipped { task });
+            return;
         }
         let mut hash = None;
         let request = match task.kind {
@@ -922,10 +1009,9 @@ impl Agent {
                 let Some(unit) = unit else {
                     let error = format!("unit file for {} is not available", task.unit);
                     self.io.event(Event::TaskFailed { task, error });
-                    if let Some(batch) = &mut self.batch {
-                        batch.queue.clear();
-                    }
-                    return self.next_task(now);
+                    batch.queue.clear();
+                    batch.changing.clear();
+                    return;
                 };
                 hash = Some(unit.hash);
                 SystemdRequest::LoadUnit {
@@ -948,7 +1034,7 @@ impl Agent {
         self.io.event(Event::TaskStarted { task: task.clone() });
         let id = self.io.systemd(Owner::Task, request, now);
         if let Some(batch) = &mut self.batch {
-            batch.running = Some(Running { id, task, hash });
+            batch.running.insert(id, Running { task, hash });
         }
     }
 
@@ -961,13 +1047,21 @@ impl Agent {
         let Some(batch) = &mut self.batch else {
             return;
         };
-        let Some(running) = batch.running.take_if(|r| r.id == id) else {
+        let Some(running) = batch.running.remove(&id) else {
             return;
         };
-        let Running { task, hash, .. } = running;
+        let Running { task, hash } = running;
+        if matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+            batch.changing.remove(&task.unit);
+        }
         match result {
-            Ok(_) => {
+            Ok(outcome) => {
                 let name = &task.unit;
+                batch.reload_needed |= match (task.kind, outcome) {
+                    (TaskKind::LoadUnit, SystemdOutcome::Loaded { reload_needed }) => reload_needed,
+                    (TaskKind::LoadUnit | TaskKind::UnloadUnit, _) => true,
+                    _ => false,
+                };
                 match task.kind {
                     TaskKind::LoadUnit => {
                         self.current.insert(
@@ -986,12 +1080,20 @@ impl Agent {
                     TaskKind::StopUnit => self.set_state(name, TargetState::Loaded),
                     TaskKind::ReloadUnitFiles => {}
                 }
-                self.publish_names.insert(name.clone());
+                // What a start or stop changes, systemd reports (and a report that came while
+                // it was pending waits in `publish_names`).
+                if !matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+                    self.publish_names.insert(name.clone());
+                }
                 self.io.event(Event::TaskDone { task });
             }
             Err(failure) => {
-                // The first failure ends the batch; the next round tries again.
+                // The first failure ends the batch (tasks already sent still finish); the next
+                // round tries again. A start that failed after a skipped reload gets one before
+                // its retry, in case systemd did not pick the file up after all.
                 batch.queue.clear();
+                batch.changing.clear();
+                self.reload_owed |= batch.reload_skipped && task.kind == TaskKind::StartUnit;
                 self.io.event(Event::TaskFailed {
                     task,
                     error: failure.to_string(),

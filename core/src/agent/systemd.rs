@@ -78,6 +78,11 @@ impl UnitObserved {
 pub enum SystemdOutcome {
     /// The call succeeded.
     Done,
+    /// A [`SystemdRequest::LoadUnit`] succeeded. `reload_needed`: systemd must `Reload()` before
+    /// starting the unit sees the new file (it had the unit loaded with other content); false
+    /// for a unit systemd did not have loaded, which `StartUnit` loads from disk (since systemd
+    /// 246). A plain [`SystemdOutcome::Done`] for a load counts as `reload_needed`.
+    Loaded { reload_needed: bool },
     /// The answer to [`SystemdRequest::ListUnits`].
     Units(Vec<UnitObserved>),
 }

@@ -1514,6 +1514,48 @@ fn history_lost_rereads_the_directory_and_watches_from_the_new_index() {
     assert_eq!(watches.get(&Dir::Jobs).map(|w| w.1), Some(601));
 }
 
+/// Seen on a 1,000-unit launch: the re-read after a lost watch history was older than the
+/// engine's own latest write (applied from its reply), the view dropped it, and every job
+/// created between the lost watch and the read stayed unscheduled until the next resync.
+#[test]
+fn a_reread_older_than_our_own_write_is_applied_with_that_write_on_top() {
+    let registry =
+        Registry::default()
+            .machine("m1")
+            .job("a.service", "", TargetState::Launched, None);
+    let mut h = leader(&registry);
+    let ks = h.ks.clone();
+    let target_a = ks.job_target("a.service");
+    let put = h.find(|r| matches!(r, Request::Put { key, .. } if *key == target_a));
+    h.index = 699;
+    h.put_ok(&put);
+    h.complete_writes();
+    // The jobs watch lost its history before our write's event came back, and etcd served
+    // the re-read (which finds a new job) before it applied our write.
+    let id = h.watch_id(Dir::Jobs);
+    h.answer(id, Err(Failure::HistoryLost { index: 900 }));
+    let read = h.get(&ks.jobs_dir());
+    let later = registry.job("b.service", "", TargetState::Launched, None);
+    let node = later.dir(&ks.jobs_dir()).expect("jobs");
+    h.answer(read.id, Ok(Reply::Got { node, index: 650 }));
+    h.advance(secs(0.1));
+    let writes = h.complete_writes();
+    assert!(
+        writes.contains(&put_target(&ks, "b.service", "m1")),
+        "the job found by the re-read is not scheduled: {writes:#?}"
+    );
+    assert!(
+        !writes
+            .iter()
+            .any(|w| matches!(w, Request::Put { key, .. } if *key == target_a)),
+        "our own write was undone by the older read: {writes:#?}"
+    );
+    assert_eq!(
+        h.engine.view().jobs()["a.service"].target.as_deref(),
+        Some("m1")
+    );
+}
+
 #[test]
 fn other_watch_failures_resume_the_watch_after_the_retry_delay() {
     let mut h = leader(&Registry::default().machine("m1"));

@@ -329,7 +329,11 @@ impl PrefixFollower {
             .jitter(self.config.resync_interval, self.config.resync_jitter);
         self.resync_at = Some(now + period);
         if index < self.index {
-            // The watch has already handed out newer changes: this read would undo them.
+            // The watch has already handed out newer changes: this read would undo them. If
+            // this read replaced a watch that ended (lost history), watch again from there.
+            if self.watching && self.watch.is_none() {
+                self.start_watch(ids);
+            }
             return;
         }
         self.index = index;
@@ -501,6 +505,38 @@ mod tests {
         assert!(
             !h.input(ok(watch, Reply::Event(event(2001))), at(6)),
             "the ended watch is no longer ours"
+        );
+    }
+
+    #[test]
+    fn a_reread_older_than_the_last_change_still_resumes_the_watch() {
+        let mut h = Harness::new();
+        let watch = h.start(10);
+        assert!(h.input(ok(watch, Reply::Event(event(20))), at(1)));
+        h.events();
+        assert!(h.input(err(watch, Failure::HistoryLost { index: 2000 }), at(5)));
+        let (read, _) = h.command();
+        assert!(h.input(
+            ok(
+                read,
+                Reply::Got {
+                    node: dir(15),
+                    index: 15
+                }
+            ),
+            at(5)
+        ));
+        assert!(
+            h.events().is_empty(),
+            "an older read must not undo newer changes"
+        );
+        let (_, request) = h.command();
+        assert_eq!(
+            request,
+            Request::Watch {
+                prefix: PREFIX.into(),
+                from_index: 21
+            }
         );
     }
 

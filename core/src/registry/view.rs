@@ -138,9 +138,21 @@ pub struct ClusterView {
     read_index: BTreeMap<Dir, u64>,
     /// The index of the latest event applied to each directory.
     event_index: BTreeMap<Dir, u64>,
-    /// The index of the latest event applied to each key since its directory's last read, so
-    /// that a late watch event cannot undo a newer write the engine applied from its own reply.
-    key_index: BTreeMap<String, u64>,
+    /// The latest change applied to each key since its directory's last read, with its index:
+    /// a late watch event cannot undo a newer write the engine applied from its own reply, and
+    /// a re-read older than such a change is applied with the change laid over it.
+    key_index: BTreeMap<String, AppliedChange>,
+}
+
+/// One key's change as applied by [`ClusterView::apply_event`].
+#[derive(Clone, Debug)]
+struct AppliedChange {
+    index: u64,
+    /// The new value; `None` for a removal.
+    value: Option<String>,
+    removal: bool,
+    /// The key is a directory (only its removal changes the model).
+    dir: bool,
 }
 
 impl ClusterView {
@@ -186,13 +198,21 @@ impl ClusterView {
     }
 
     /// Replaces the model of `dir` with a recursive read of it. `node` is `None` when the
-    /// directory does not exist; `index` is the registry index of the read. A read older than
-    /// an event already applied (a re-read overtaken by the running watch) is dropped: the model
-    /// is newer. Returns whether the read was applied.
+    /// directory does not exist; `index` is the registry index of the read. The changes applied
+    /// since with a newer index (the engine's own writes, applied from their replies while the
+    /// read was on its way) are laid over it again: a re-read after a lost watch history must
+    /// not be dropped for them, or every change between the lost watch and the read would be
+    /// missing until the next re-read. Returns whether the model was rebuilt (always).
     pub fn apply_read(&mut self, dir: Dir, node: Option<&Node>, index: u64) -> bool {
-        if index < self.event_index.get(&dir).copied().unwrap_or(0) {
-            return false;
-        }
+        let newer: Vec<(String, AppliedChange)> = self
+            .key_index
+            .iter()
+            .filter(|(key, change)| {
+                change.index > index
+                    && self.keyspace.classify(key).and_then(|k| Dir::of(&k)) == Some(dir)
+            })
+            .map(|(key, change)| (key.clone(), change.clone()))
+            .collect();
         match dir {
             Dir::Jobs => self.jobs.clear(),
             Dir::Units => self.unit_files.clear(),
@@ -213,9 +233,14 @@ impl ClusterView {
                 self.refresh_requirements(&name);
             }
         }
+        for (key, change) in &newer {
+            if let Some(kind) = self.keyspace.classify(key) {
+                self.apply_change(&kind, change);
+            }
+        }
         self.read_index.insert(dir, index);
         // Events up to the read are ignored anyway: forget them, so the map stays small.
-        self.key_index.retain(|_, at| *at > index);
+        self.key_index.retain(|_, change| change.index > index);
         true
     }
 
@@ -228,26 +253,36 @@ impl ClusterView {
         if event.node.modified_index != 0 && event.node.modified_index <= read_at {
             return None;
         }
-        let newest = self.key_index.entry(event.node.key.clone()).or_default();
-        if event.node.modified_index < *newest {
+        if self
+            .key_index
+            .get(&event.node.key)
+            .is_some_and(|newest| event.node.modified_index < newest.index)
+        {
             return None;
         }
-        *newest = event.node.modified_index;
-        let value = if event.action.is_removal() {
-            None
-        } else {
-            event.node.value.as_deref()
+        let change = AppliedChange {
+            index: event.node.modified_index,
+            value: if event.action.is_removal() {
+                None
+            } else {
+                event.node.value.clone()
+            },
+            removal: event.action.is_removal(),
+            dir: event.node.dir,
         };
         let index = self.event_index.entry(dir).or_default();
         *index = (*index).max(event.node.modified_index);
-        let changed = if event.action.is_removal() && event.node.dir {
-            self.remove_dir(&kind)
-        } else if event.node.dir {
-            false
-        } else {
-            self.apply_value(&kind, value)
-        };
+        let changed = self.apply_change(&kind, &change);
+        self.key_index.insert(event.node.key.clone(), change);
         changed.then_some(dir)
+    }
+
+    fn apply_change(&mut self, kind: &KeyKind, change: &AppliedChange) -> bool {
+        if change.dir {
+            change.removal && self.remove_dir(kind)
+        } else {
+            self.apply_value(kind, change.value.as_deref())
+        }
     }
 
     /// Sets (`Some`) or removes (`None`) one key. Returns whether the model changed.
@@ -717,9 +752,9 @@ mod tests {
             51,
         );
         assert_eq!(view.apply_event(&fresh), Some(Dir::Jobs));
-        // A re-read that the watch has overtaken is dropped.
+        // A re-read older than an applied change keeps that change on top of what it read.
         let older = dir(ks.jobs_dir(), vec![]);
-        assert!(!view.apply_read(Dir::Jobs, Some(&older), 50));
+        assert!(view.apply_read(Dir::Jobs, Some(&older), 50));
         assert_eq!(
             view.jobs()["a.service"].target_state,
             Some(TargetState::Launched)

@@ -14,7 +14,7 @@ use flt_core::registry::{
 };
 use flt_core::time::Instant;
 use flt_core::unit::{UnitFile, UnitHash, UnitOption};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub const MACHINE: &str = "m1";
@@ -353,6 +353,11 @@ pub struct Systemd {
     pub fail: BTreeMap<(&'static str, String), String>,
     /// Do not answer (the call hangs).
     pub hang: bool,
+    /// Answer loads as today's driver does ([`SystemdOutcome::Loaded`]) rather than with a plain
+    /// `Done`: a reload is needed only for a unit in `stale`.
+    pub reports_reload: bool,
+    /// Units whose load reports that a reload is needed (systemd has other content loaded).
+    pub stale: BTreeSet<String>,
     out: VecDeque<Input>,
 }
 
@@ -423,6 +428,10 @@ impl Systemd {
         let mut outcome = SystemdOutcome::Done;
         match &request {
             SystemdRequest::LoadUnit { name, text, .. } => {
+                if self.reports_reload {
+                    let reload_needed = self.stale.contains(name);
+                    outcome = SystemdOutcome::Loaded { reload_needed };
+                }
                 self.files.insert(name.clone(), text.clone());
                 if !self.states.contains_key(name) {
                     self.set(name, "loaded", "inactive", "dead");

@@ -83,3 +83,29 @@ fn units_the_agent_does_not_run_are_not_published() {
     w.secs(30);
     assert_eq!(w.published("stray.service"), None);
 }
+
+/// The state a launched unit passes through between its load and its start (loaded, inactive)
+/// is not written: one write per launched unit, with the state it reached.
+#[test]
+fn a_launched_unit_is_published_once_started() {
+    let mut w = World::empty();
+    w.start();
+    w.secs(1);
+    w.schedule_quietly("a.service", &unit("/bin/a"), Launched);
+    w.schedule_quietly("b.service", &unit("/bin/b"), Loaded);
+    w.pump();
+    assert_eq!(state_puts(&w, "a.service"), 1);
+    assert_eq!(state_puts(&w, "b.service"), 1);
+    assert_eq!(w.published("a.service").map(|p| p.0), Some("active".into()));
+    assert_eq!(
+        w.published("b.service").map(|p| p.0),
+        Some("inactive".into())
+    );
+    // A stop is published once too, with the state it leads to.
+    w.schedule("a.service", &unit("/bin/a"), Loaded);
+    assert_eq!(state_puts(&w, "a.service"), 2);
+    assert_eq!(
+        w.published("a.service").map(|p| p.0),
+        Some("inactive".into())
+    );
+}

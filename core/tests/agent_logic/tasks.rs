@@ -120,7 +120,12 @@ fn the_first_failure_aborts_the_batch_and_the_next_round_retries() {
     w.schedule_quietly("a.service", &unit("/bin/a"), Launched);
     w.schedule_quietly("c.service", &unit("/bin/c"), Launched);
     w.pump();
-    assert_eq!(w.systemd.actions(), ["load a.service"], "batch not aborted");
+    // Both loads go out together; the failure stops the batch before the reload and starts.
+    assert_eq!(
+        w.systemd.actions(),
+        ["load a.service", "load c.service"],
+        "batch not aborted"
+    );
     let failed = w.events.iter().any(|e| {
         matches!(e, Event::TaskFailed { task, error } if task.kind == TaskKind::LoadUnit
             && task.unit == "a.service" && error == "disk full")
@@ -136,7 +141,6 @@ fn the_first_failure_aborts_the_batch_and_the_next_round_retries() {
         w.systemd.actions(),
         [
             "load a.service",
-            "load c.service",
             "reload",
             "start a.service",
             "start c.service"
@@ -218,4 +222,99 @@ fn an_undecodable_schedule_entry_leaves_the_unit_alone() {
             .any(|e| matches!(e, Event::BadScheduleRecord { name } if name == "a.service"))
     );
     assert_eq!(w.systemd.active("a.service"), Some("active"));
+}
+
+/// A started world whose systemd answers loads as the driver does: whether a reload is needed.
+fn started_reporting_reloads() -> World {
+    let mut w = started();
+    w.systemd.reports_reload = true;
+    w
+}
+
+fn skipped(w: &World) -> usize {
+    w.events
+        .iter()
+        .filter(
+            |e| matches!(e, Event::TaskSkipped { task } if task.kind == TaskKind::ReloadUnitFiles),
+        )
+        .count()
+}
+
+#[test]
+fn loads_of_units_systemd_never_had_start_without_a_reload() {
+    let mut w = started_reporting_reloads();
+    w.schedule_quietly("a.service", &unit("/bin/a"), Launched);
+    w.schedule_quietly("b.service", &unit("/bin/b"), Loaded);
+    w.pump();
+    assert_eq!(
+        w.systemd.actions(),
+        ["load a.service", "load b.service", "start a.service"]
+    );
+    assert_eq!(skipped(&w), 1);
+    assert_eq!(w.systemd.active("a.service"), Some("active"));
+    assert_eq!(w.published("a.service").map(|p| p.0), Some("active".into()));
+}
+
+#[test]
+fn one_load_systemd_needs_a_reload_for_keeps_the_batch_reload() {
+    let mut w = started_reporting_reloads();
+    w.systemd.stale.insert("b.service".into());
+    w.schedule_quietly("a.service", &unit("/bin/a"), Launched);
+    w.schedule_quietly("b.service", &unit("/bin/b"), Launched);
+    w.pump();
+    assert_eq!(
+        w.systemd.actions(),
+        [
+            "load a.service",
+            "load b.service",
+            "reload",
+            "start a.service",
+            "start b.service"
+        ]
+    );
+    assert_eq!(skipped(&w), 0);
+}
+
+#[test]
+fn unloads_still_reload() {
+    let mut w = started_reporting_reloads();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    w.systemd.log.clear();
+    w.unschedule("a.service");
+    assert_eq!(w.systemd.actions(), ["unload a.service", "reload"]);
+    w.systemd.log.clear();
+    // New content: the unload in the batch asks for the reload whatever the load reports.
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    w.schedule("a.service", &unit("/bin/a --v2"), Launched);
+    assert_eq!(
+        w.systemd.actions(),
+        [
+            "load a.service",
+            "start a.service",
+            "unload a.service",
+            "load a.service",
+            "reload",
+            "start a.service"
+        ]
+    );
+}
+
+#[test]
+fn a_start_failing_after_a_skipped_reload_is_retried_after_one() {
+    let mut w = started_reporting_reloads();
+    w.systemd.fail.insert(
+        ("start", "a.service".into()),
+        "Unit a.service not found.".into(),
+    );
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    assert_eq!(w.systemd.actions(), ["load a.service", "start a.service"]);
+    w.systemd.fail.clear();
+    w.systemd.log.clear();
+    w.secs(6);
+    assert_eq!(w.systemd.actions(), ["reload", "start a.service"]);
+    assert_eq!(w.systemd.active("a.service"), Some("active"));
+    // Owed once only: the next launch skips it again.
+    w.systemd.log.clear();
+    w.schedule("b.service", &unit("/bin/b"), Launched);
+    assert_eq!(w.systemd.actions(), ["load b.service", "start b.service"]);
 }

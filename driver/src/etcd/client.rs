@@ -91,6 +91,8 @@ fn is_timeout(error: &ureq::Error) -> bool {
     }
 }
 
+/// Idle connections kept for reuse: fltd's etcd call threads plus its watches.
+const IDLE_CONNECTIONS: usize = 24;
 /// Per connection, each way (see [`EtcdClient::new`]).
 const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -126,6 +128,10 @@ impl EtcdClient {
             // connection per watch: 16 KiB each holds etcd's headers; bodies stream through.
             .input_buffer_size(CONNECTION_BUFFER_BYTES)
             .output_buffer_size(CONNECTION_BUFFER_BYTES)
+            // Every call thread and watch takes a connection from the pool and puts it back:
+            // ureq's default of 3 idle per host closes and reopens most of them under load.
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .timeout_connect(Some(config.request_timeout));
         if let Some(files) = &config.tls {
             builder = builder.tls_config(tls_config(files)?);

@@ -17,6 +17,7 @@ use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const PRIVATE_SOCKET: &str = "unix:path=/run/systemd/private";
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
@@ -161,6 +162,46 @@ impl SystemdClient {
         Ok(())
     }
 
+    /// [`SystemdClient::load_unit`] for several units without `[Install]` at once: writes every
+    /// file, then links them all in one `LinkUnitFiles` call (one by one if that call fails,
+    /// so that each unit gets its own error). Results are in the order of `units`.
+    pub fn load_units(&self, units: &[(&str, &str)]) -> Vec<Result<(), SystemdError>> {
+        let mut results: Vec<Result<(), SystemdError>> = Vec::with_capacity(units.len());
+        let mut written = Vec::new();
+        for (i, (name, contents)) in units.iter().enumerate() {
+            let path = self.files.systemd_path(name).and_then(|path| {
+                self.files.write(name, contents)?;
+                Ok(path.to_string_lossy().into_owned())
+            });
+            match path {
+                Ok(path) => {
+                    written.push((i, path));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let paths: Vec<&str> = written.iter().map(|(_, p)| p.as_str()).collect();
+        if paths.len() > 1 && self.link_unit_files(&paths).is_ok() {
+            return results;
+        }
+        for (i, path) in &written {
+            if let Err(e) = self.link_unit_files(&[path.as_str()]) {
+                results[*i] = Err(e);
+            }
+        }
+        results
+    }
+
+    /// The units systemd has in memory, by name, with their load state (`ListUnits`, which
+    /// loads nothing).
+    pub fn units_in_memory(&self) -> Result<BTreeMap<String, String>, SystemdError> {
+        Ok(list_loaded_units(&self.conn, self.timeout)?
+            .into_iter()
+            .map(|(name, state)| (name, state.load_state))
+            .collect())
+    }
+
     /// Stop; then, only if the stop succeeded, disable, reset-failed and delete the file. A
     /// unit systemd does not know (`NoSuchUnit` from the stop) counts as stopped.
     pub fn unload_unit(&self, name: &str) -> Result<(), SystemdError> {
@@ -249,6 +290,48 @@ impl SystemdClient {
         self.manager()
             .method_call::<(), _, _, _>(MANAGER, "ResetFailedUnit", (name,))
             .map_err(|e| SystemdError::call("ResetFailedUnit", name, &e))
+    }
+
+    /// Whether systemd must `Reload()` before `StartUnit(name)` sees the unit file just written:
+    /// false if systemd has no unit of that name in memory, or only a `not-found` stub (since
+    /// version 246 systemd loads those from disk on the next reference once its unit
+    /// directories changed, which the link did); false for a loaded unit whose file has not
+    /// changed since; true otherwise (a loaded unit with a new file, or any other load state).
+    /// Asks without loading the unit (`GetUnit`, then the properties of the object it names).
+    pub fn reload_needed(&self, name: &str) -> Result<bool, SystemdError> {
+        let path = match self.get_unit(name) {
+            Err(e) if e.dbus_error_name() == Some(NO_SUCH_UNIT) => return Ok(false),
+            other => other?,
+        };
+        let proxy = self.conn.with_proxy(SYSTEMD, path, self.timeout);
+        let load_state: String = proxy
+            .get(UNIT, "LoadState")
+            .map_err(|e| SystemdError::call("Get LoadState", name, &e))?;
+        if load_state == "not-found" {
+            return Ok(false);
+        }
+        let changed: bool = proxy
+            .get(UNIT, "NeedDaemonReload")
+            .map_err(|e| SystemdError::call("Get NeedDaemonReload", name, &e))?;
+        Ok(changed || load_state != "loaded")
+    }
+
+    /// The manager's `Version` (e.g. `252.30-1~deb12u2`, `v255`): its leading number.
+    pub fn version(&self) -> Result<u32, SystemdError> {
+        let version: String = self
+            .manager()
+            .get(MANAGER, "Version")
+            .map_err(|e| SystemdError::call("Get Version", "", &e))?;
+        let digits: String = version
+            .trim_start_matches('v')
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().map_err(|_| SystemdError::BadReply {
+            method: "Get Version",
+            target: String::new(),
+            detail: format!("not a version: {version:?}"),
+        })
     }
 
     /// `Reload()` (daemon-reload).

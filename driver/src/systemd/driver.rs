@@ -16,7 +16,7 @@ use super::{SystemdConfig, SystemdError, UnitState};
 #[non_exhaustive]
 pub enum SystemdRequest {
     /// Write the unit file, link it, and with `enable` (it has `[Install]`) enable it; then
-    /// follow its state. Reply: `Done`.
+    /// follow its state. Reply: `Loaded`.
     Load {
         id: OpId,
         name: String,
@@ -53,6 +53,13 @@ pub enum SystemdRequest {
 #[non_exhaustive]
 pub enum SystemdReply {
     Done,
+    /// A `Load` succeeded. `reload_needed`: whether a `Reload` must come before starting the
+    /// unit ([`super::SystemdClient::reload_needed`]; always true for an enabled unit, whose
+    /// `[Install]` links change other units, on systemd < 246, which does not load a new unit
+    /// file on `StartUnit`, and when systemd could not be asked).
+    Loaded {
+        reload_needed: bool,
+    },
     Job(String),
     States(Vec<(String, UnitState)>),
     UnitFiles(Vec<String>),
@@ -151,14 +158,56 @@ fn serve(
     stop: &Receiver<()>,
     events: &Sender<SystemdEvent>,
 ) {
+    // Whether this systemd loads a new unit file on StartUnit (asked at the first load).
+    let mut loads_new_units = None;
+    // A request taken from the channel while gathering loads, to serve next.
+    let mut next: Option<SystemdRequest> = None;
     loop {
-        let request = select! {
-            recv(requests) -> request => match request {
-                Ok(request) => request,
-                Err(_) => break,
+        let request = match next.take() {
+            Some(request) => request,
+            None => select! {
+                recv(requests) -> request => match request {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
+                recv(stop) -> _ => break,
             },
-            recv(stop) -> _ => break,
         };
+        if let SystemdRequest::Load {
+            id,
+            name,
+            contents,
+            enable: false,
+        } = request
+        {
+            // The agent sends a batch's loads together: link them in one call.
+            let mut loads = vec![(id, name, contents)];
+            while loads.len() < MAX_LOADS_AT_ONCE {
+                match requests.try_recv() {
+                    Ok(SystemdRequest::Load {
+                        id,
+                        name,
+                        contents,
+                        enable: false,
+                    }) => loads.push((id, name, contents)),
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !serve_loads(
+                &mut client,
+                &mut watcher,
+                loads,
+                &mut loads_new_units,
+                events,
+            ) {
+                break;
+            }
+            continue;
+        }
         let (id, result) = match request {
             SystemdRequest::Watch { name } => {
                 watcher.watch(name);
@@ -175,10 +224,15 @@ fn serve(
                 enable,
             } => {
                 let result = call(&mut client, |c| c.load_unit(&name, &contents, enable));
+                // Enabling adds a dependency to another unit, which only a reload makes
+                // systemd see if it has that unit loaded.
+                let result = result.map(|()| SystemdReply::Loaded {
+                    reload_needed: enable || reload_needed(&client, &name, &mut loads_new_units),
+                });
                 if result.is_ok() {
                     watcher.watch(name);
                 }
-                (id, result.map(|()| SystemdReply::Done))
+                (id, result)
             }
             SystemdRequest::Unload { id, name } => {
                 let result = call(&mut client, |c| c.unload_unit(&name));
@@ -230,6 +284,86 @@ fn serve(
         }
     }
     watcher.stop();
+}
+
+/// The most loads linked in one `LinkUnitFiles` call.
+const MAX_LOADS_AT_ONCE: usize = 64;
+
+/// Serves several `Load`s of units without `[Install]`: writes and links them together, asks
+/// systemd once which of them it has in memory, then answers each in order. Returns false when
+/// nobody listens any more.
+fn serve_loads(
+    client: &mut SystemdClient,
+    watcher: &mut Watcher,
+    loads: Vec<(OpId, String, String)>,
+    loads_new_units: &mut Option<bool>,
+    events: &Sender<SystemdEvent>,
+) -> bool {
+    if !client.is_connected()
+        && let Err(e) = client.reconnect()
+    {
+        log::info!("systemd connection lost; reconnecting failed: {e}");
+    }
+    let units: Vec<(&str, &str)> = loads
+        .iter()
+        .map(|(_, name, contents)| (name.as_str(), contents.as_str()))
+        .collect();
+    let results = client.load_units(&units);
+    // One look at what systemd holds instead of a question per unit; `None`: ask per unit.
+    let in_memory = if results.iter().any(Result::is_ok) && new_units_load(client, loads_new_units)
+    {
+        client
+            .units_in_memory()
+            .map_err(|e| log::warn!("cannot list systemd's units ({e}); asking per unit"))
+            .ok()
+    } else {
+        None
+    };
+    for ((id, name, _), result) in loads.into_iter().zip(results) {
+        let result = result.map(|()| {
+            let reload_needed = match in_memory.as_ref().map(|units| units.get(&name)) {
+                Some(None) => false,
+                Some(Some(load_state)) if load_state == "not-found" => false,
+                _ => reload_needed(client, &name, loads_new_units),
+            };
+            SystemdReply::Loaded { reload_needed }
+        });
+        if result.is_ok() {
+            watcher.watch(name);
+        }
+        if events.send(SystemdEvent::Reply { id, result }).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether this systemd loads a unit file that appeared since on `StartUnit` (asked once).
+fn new_units_load(client: &SystemdClient, loads_new_units: &mut Option<bool>) -> bool {
+    // systemd 246 began to load a unit file that appeared since a `not-found` lookup on the
+    // next reference; before that, only a reload made a new unit file visible.
+    match *loads_new_units {
+        Some(known) => known,
+        None => match client.version() {
+            Ok(version) => *loads_new_units.insert(version >= 246),
+            Err(e) => {
+                log::warn!("cannot read systemd's version ({e}); reloading after this load");
+                false
+            }
+        },
+    }
+}
+
+/// Whether a `Reload` must precede starting `name`, just loaded; true when in doubt.
+fn reload_needed(client: &SystemdClient, name: &str, loads_new_units: &mut Option<bool>) -> bool {
+    let new_units_load = new_units_load(client, loads_new_units);
+    if !new_units_load {
+        return true;
+    }
+    client.reload_needed(name).unwrap_or_else(|e| {
+        log::warn!("cannot tell whether {name} needs a daemon-reload ({e}); reloading");
+        true
+    })
 }
 
 /// Runs `f`, reconnecting first if the connection is known to be lost. A call that finds the
