@@ -224,6 +224,13 @@ struct Chain {
     done: Option<EngineEvent>,
 }
 
+/// Which follower a request belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Followed {
+    Dir(Dir),
+    Lease,
+}
+
 #[derive(Clone, Debug)]
 enum Pending {
     Lease(LeaseOp),
@@ -245,10 +252,8 @@ pub struct Engine {
     /// lease every tick. Renewals refresh the TTL only, which wakes no watcher, so the followers
     /// of an idle cluster send nothing.
     lease_follower: Option<PrefixFollower>,
-    /// The lease follower's requests in flight (and its running watch), with their kind.
-    lease_follow_ops: BTreeMap<OpId, &'static str>,
     /// Followers' requests in flight (and running watches), for routing answers and metrics.
-    follow_ops: BTreeMap<OpId, (Dir, &'static str)>,
+    follow_ops: BTreeMap<OpId, (Followed, &'static str)>,
     lease: LeaseState,
     lease_op: Option<OpId>,
     version_too_new: bool,
@@ -317,7 +322,6 @@ impl Engine {
             followers,
             synced: BTreeSet::new(),
             lease_follower: None,
-            lease_follow_ops: BTreeMap::new(),
             follow_ops: BTreeMap::new(),
             lease: LeaseState::Follower { leader: None },
             lease_op: None,
@@ -459,25 +463,7 @@ impl Engine {
     /// An answer to one of our commands. Answers to unknown (e.g. timed-out) ids are ignored.
     pub fn handle_input(&mut self, response: Response, now: Instant) {
         self.last_now = self.last_now.max(now);
-        if let Some(&kind) = self.lease_follow_ops.get(&response.id) {
-            if kind != "watch" || response.result.is_err() {
-                self.lease_follow_ops.remove(&response.id);
-            }
-            if self.shutting_down {
-                return;
-            }
-            if let Err(failure) = &response.result
-                && !matches!(failure, Failure::NotFound | Failure::PreconditionFailed)
-            {
-                bump(&mut self.metrics.registry_failures, kind);
-            }
-            if let Some(follower) = &mut self.lease_follower {
-                follower.handle_input(&response, &mut self.ids, now);
-            }
-            self.collect_follow_output(now);
-            return;
-        }
-        if let Some(&(dir, kind)) = self.follow_ops.get(&response.id) {
+        if let Some(&(followed, kind)) = self.follow_ops.get(&response.id) {
             // A watch lives on until it fails; any other request ends with its answer.
             if kind != "watch" || response.result.is_err() {
                 self.follow_ops.remove(&response.id);
@@ -490,7 +476,11 @@ impl Engine {
             {
                 bump(&mut self.metrics.registry_failures, kind);
             }
-            if let Some(follower) = self.followers.get_mut(&dir) {
+            let follower = match followed {
+                Followed::Dir(dir) => self.followers.get_mut(&dir),
+                Followed::Lease => self.lease_follower.as_mut(),
+            };
+            if let Some(follower) = follower {
                 follower.handle_input(&response, &mut self.ids, now);
             }
             self.collect_follow_output(now);
@@ -528,32 +518,28 @@ impl Engine {
                 );
             }
         }
-        for follower in self.followers.values_mut() {
+        for follower in self
+            .followers
+            .values_mut()
+            .chain(self.lease_follower.as_mut())
+        {
             follower.handle_timeout(&mut self.ids, now);
         }
         // A follower gives up on an unanswered request by itself: count it as failed here.
-        let followers = &self.followers;
+        let (followers, lease_follower) = (&self.followers, &self.lease_follower);
         let mut timed_out = Vec::new();
-        self.follow_ops.retain(|id, (dir, kind)| {
-            let current = followers
-                .get(dir)
-                .is_some_and(|f| f.pending_id() == Some(*id) || f.watch_id() == Some(*id));
+        self.follow_ops.retain(|id, (followed, kind)| {
+            let follower = match followed {
+                Followed::Dir(dir) => followers.get(dir),
+                Followed::Lease => lease_follower.as_ref(),
+            };
+            let current =
+                follower.is_some_and(|f| f.pending_id() == Some(*id) || f.watch_id() == Some(*id));
             if !current {
                 timed_out.push(*kind);
             }
             current
         });
-        if let Some(follower) = &mut self.lease_follower {
-            follower.handle_timeout(&mut self.ids, now);
-            self.lease_follow_ops.retain(|id, kind| {
-                let current =
-                    follower.pending_id() == Some(*id) || follower.watch_id() == Some(*id);
-                if !current {
-                    timed_out.push(*kind);
-                }
-                current
-            });
-        }
         for kind in timed_out {
             bump(&mut self.metrics.registry_failures, kind);
         }
@@ -621,7 +607,7 @@ impl Engine {
             while let Some((id, request)) = follower.poll_command() {
                 let kind = request_kind(&request);
                 bump(&mut self.metrics.registry_requests, kind);
-                self.follow_ops.insert(id, (*dir, kind));
+                self.follow_ops.insert(id, (Followed::Dir(*dir), kind));
                 self.commands.push_back(Command { id, request });
             }
             while let Some(event) = follower.poll_event() {
@@ -642,7 +628,7 @@ impl Engine {
             while let Some((id, request)) = follower.poll_command() {
                 let kind = request_kind(&request);
                 bump(&mut self.metrics.registry_requests, kind);
-                self.lease_follow_ops.insert(id, kind);
+                self.follow_ops.insert(id, (Followed::Lease, kind));
                 self.commands.push_back(Command { id, request });
             }
             let key = self.config.keyspace.engine_lease();

@@ -260,6 +260,17 @@ impl Harness {
         self.put_ok(&acquire);
     }
 
+    /// Answers the engine's read of `P/engine/version` with this engine's version (1).
+    fn answer_version_read(&mut self) {
+        let version = self.get(&self.ks.engine_version());
+        let node = Node {
+            key: self.ks.engine_version(),
+            value: Some("1".into()),
+            ..Node::default()
+        };
+        self.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    }
+
     /// Answers a follower's read of the lease directory with `lease` in it (or none), then
     /// notes its watch.
     fn answer_lease_dir(&mut self, lease: Option<Node>) {
@@ -660,18 +671,7 @@ fn follower_remembers_the_leader_and_writes_nothing() {
     let mut h = Harness::new(config());
     h.answer_reads(&registry);
     h.collect_watches();
-    let version = h.get(&h.ks.engine_version());
-    h.answer(
-        version.id,
-        Ok(Reply::Got {
-            node: Node {
-                key: h.ks.engine_version(),
-                value: Some("1".into()),
-                ..Node::default()
-            },
-            index: 100,
-        }),
-    );
+    h.answer_version_read();
     let lease = h.get(&h.ks.engine_lease());
     let held = Node {
         key: h.ks.engine_lease(),
@@ -728,13 +728,7 @@ fn a_follower_contends_as_soon_as_the_watched_lease_expires() {
         h.take_events(),
         vec![EngineEvent::LeaderChanged { leader: None }]
     );
-    let version = h.get(&h.ks.engine_version());
-    let node = Node {
-        key: h.ks.engine_version(),
-        value: Some("1".into()),
-        ..Node::default()
-    };
-    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    h.answer_version_read();
     let read = h.get(&h.ks.engine_lease());
     h.answer(read.id, Err(Failure::NotFound));
     let acquire = h.find(|r| matches!(r, Request::Put { .. }));
@@ -901,13 +895,7 @@ fn follower_of_m2(registry: &Registry) -> Harness {
     h.engine.set_presence_valid_until(Some(until), now);
     h.answer_reads(registry);
     h.collect_watches();
-    let version = h.get(&h.ks.engine_version());
-    let node = Node {
-        key: h.ks.engine_version(),
-        value: Some("1".into()),
-        ..Node::default()
-    };
-    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    h.answer_version_read();
     let lease = h.get(&h.ks.engine_lease());
     let held = Node {
         key: h.ks.engine_lease(),
@@ -1064,13 +1052,7 @@ fn legacy_lease_is_stolen_and_its_remaining_ttl_waited_out() {
     let mut h = Harness::new(config());
     h.answer_reads(&registry);
     h.collect_watches();
-    let version = h.get(&h.ks.engine_version());
-    let node = Node {
-        key: h.ks.engine_version(),
-        value: Some("1".into()),
-        ..Node::default()
-    };
-    h.answer(version.id, Ok(Reply::Got { node, index: 100 }));
+    h.answer_version_read();
     let lease = h.get(&h.ks.engine_lease());
     let legacy = Node {
         key: h.ks.engine_lease(),
