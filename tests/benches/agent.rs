@@ -6,12 +6,10 @@
 //! `FLT_BENCH_WINDOW_SECS=30` the window). Prints figures only; nothing here asserts on time.
 //! Needs root and the tools listed in `flt_tests::testhost`.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flt_tests::fltd_host::{exec, one_host_with_fltd};
+use flt_tests::fltd_host::{exec, one_host_with_fltd, unix_http};
 use flt_tests::testhost::{Cluster, Host};
 
 /// Bound on reaching all units active, per unit: loads run one `LinkUnitFiles` each, and on a
@@ -24,31 +22,10 @@ const ETCD_COUNTERS: [&str; 3] = [
     "etcd_debugging_store_watch_requests_total",
 ];
 
-/// One HTTP/1.1 request on the host's API socket, reached from outside through
-/// `/proc/<pid>/root/run` (inside the host `/var/run` is an absolute symlink to `/run`).
-/// Returns the status code.
+/// A `PUT` on the host's API socket, reached from outside through `/proc/<pid>/root/run`
+/// (inside the host `/var/run` is an absolute symlink to `/run`). Returns the status code.
 fn api_put(socket: &Path, path: &str, body: &str) -> Result<u16, String> {
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "PUT {path} HTTP/1.1\r\nHost: flt\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| format!("PUT {path}: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("PUT {path}: {e}"))?;
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("PUT {path}: no status in {answer:?}"))
+    unix_http(socket, "PUT", path, body, Duration::from_secs(10)).map(|(status, _)| status)
 }
 
 fn unit_name(i: usize) -> String {

@@ -10,16 +10,16 @@
 //! `FLT_BENCH_REPS=10` the listings timed per endpoint). Prints figures only; nothing here
 //! asserts on time. Needs root and the tools listed in `flt_tests::testhost`.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flt_core::registry::records::{JobRecord, MachineRef, UnitFileRecord, UnitStateRecord};
+use flt_core::registry::records::{
+    JobRecord, MachineRecord, MachineRef, UnitFileRecord, UnitStateRecord,
+};
 use flt_core::registry::{Keyspace, Precondition, PutValue, Request};
 use flt_core::unit::{UnitFile, UnitOption};
 use flt_driver::etcd::{EtcdClient, EtcdConfig};
-use flt_tests::fltd_host::{exec, one_host_with_fltd};
+use flt_tests::fltd_host::{exec, one_host_with_fltd, unix_http};
 use flt_tests::testhost::Host;
 
 const API_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,54 +28,9 @@ const SEED_THREADS: usize = 8;
 /// The machines the seeded unit states are spread over.
 const STATE_MACHINES: usize = 10;
 
-/// One `GET` on the API socket, `Connection: close`; returns (status, body).
+/// One `GET` on the API socket; returns (status, body).
 fn api_get(socket: &Path, target: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: flt\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("GET {target}: {e}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("GET {target}: {e}"))?;
-    let answer = String::from_utf8(answer).map_err(|e| format!("GET {target}: {e}"))?;
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET {target}: no header end in {answer:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {target}: no status in {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(body).ok_or_else(|| format!("GET {target}: bad chunked body"))?
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> Option<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.push_str(rest.get(..size)?);
-        body = rest.get(size + 2..)?;
-    }
+    unix_http(socket, "GET", target, "", Duration::from_secs(30))
 }
 
 /// Follows `nextPageToken` from the first page of `path` to the last; returns (items, pages).
@@ -176,7 +131,14 @@ macro_rules! to_json {
     };
 }
 
-/// Writes N units and N unit states into etcd as fltd's API and agents would.
+/// The ID of the `n`th machine the seeded unit states come from.
+fn state_machine(n: usize) -> String {
+    format!("{:032x}", 0xbe0c_u64 * 1_000 + n as u64)
+}
+
+/// Writes N units and N unit states into etcd as fltd's API and agents would, and the presence
+/// of the machines those states come from (the API lists only the states of machines in the
+/// cluster). The units are inactive: nothing is scheduled to those machines.
 fn seed(client: &EtcdClient, units: usize) {
     let ks = Keyspace::default();
     let put = |key: String, value: String| {
@@ -207,7 +169,7 @@ fn seed(client: &EtcdClient, units: usize) {
         };
         put(ks.job_object(&name), to_json!(&job));
         put(ks.job_target_state(&name), "inactive".to_string());
-        let machine = format!("{:032x}", 0xbe0c_u64 * 1_000 + (i % STATE_MACHINES) as u64);
+        let machine = state_machine(i % STATE_MACHINES);
         let state = UnitStateRecord {
             load_state: "loaded".into(),
             active_state: "active".into(),
@@ -220,6 +182,15 @@ fn seed(client: &EtcdClient, units: usize) {
         };
         put(ks.unit_state(&machine, &name), to_json!(&state));
     };
+    for n in 0..STATE_MACHINES {
+        let id = state_machine(n);
+        let record = MachineRecord {
+            id: id.clone(),
+            public_ip: format!("192.0.2.{}", n + 1),
+            ..MachineRecord::default()
+        };
+        put(ks.machine_object(&id), to_json!(&record));
+    }
     std::thread::scope(|scope| {
         for t in 0..SEED_THREADS {
             let seed_one = &seed_one;

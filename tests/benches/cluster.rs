@@ -24,13 +24,12 @@
 //! Needs root and the tools listed in `flt_tests::testhost`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flt_tests::fltcluster::{FltCluster, FltClusterConfig, wait_for};
+use flt_tests::fltd_host::unix_http;
 use nix::time::{ClockId, clock_gettime};
 
 const UNIT_BODY: &str = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 1d"}]}"#;
@@ -127,37 +126,7 @@ fn api_socket(flt: &FltCluster, index: usize) -> PathBuf {
 
 /// One HTTP/1.1 request on an API socket; returns (status, body).
 fn api(socket: &Path, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let what = format!("{method} {path} on {}", socket.display());
-    let mut stream = UnixStream::connect(socket).map_err(|e| format!("{what}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| format!("{what}: {e}"))?;
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: flt\r\n{content_type}Content-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| format!("{what}: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("{what}: {e}"))?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{what}: no status in {answer:?}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    unix_http(socket, method, path, body, Duration::from_secs(10))
 }
 
 /// PUTs a launched `/bin/sleep 1d` unit; retries while the API answers 503 (engine starting).

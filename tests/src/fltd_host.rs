@@ -2,7 +2,10 @@
 //! files (`examples/host/`) with a drop-in, and start it. Shared by the host tests and benches.
 
 use crate::testhost::{Bind, Cluster, ClusterConfig, Host};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Runs `args` in `host`; panics with the harness's message on failure. Returns trimmed stdout.
 pub fn exec(host: &Host, args: &[&str]) -> String {
@@ -77,4 +80,72 @@ pub fn one_host_with_fltd(dropin_name: &str) -> (Cluster, PathBuf) {
         .unwrap_or_else(|e| panic!("{e}"))
         .join("run/flt.sock");
     (cluster, socket)
+}
+
+/// One HTTP/1.1 request on an fltd API unix socket (reached from outside a host through
+/// `/proc/<pid>/root/run`), `Connection: close`, with `body` as JSON unless it is empty; waits at
+/// most `timeout` for each read. Returns (status, body), a chunked body decoded. For benches,
+/// which must not spawn a process per request; tests use `fltcluster::api_json` (curl inside
+/// the host).
+pub fn unix_http(
+    socket: &Path,
+    method: &str,
+    target: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let what = format!("{method} {target} on {}", socket.display());
+    let mut stream = UnixStream::connect(socket).map_err(|e| format!("{what}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    write!(
+        stream,
+        "{method} {target} HTTP/1.1\r\nHost: flt\r\n{content_type}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("{what}: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let answer = String::from_utf8(answer).map_err(|e| format!("{what}: {e}"))?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{what}: no header end in {answer:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{what}: no status in {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body).ok_or_else(|| format!("{what}: bad chunked body"))?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
+    }
 }
