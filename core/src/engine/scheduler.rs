@@ -224,6 +224,24 @@ struct Chain {
     done: Option<EngineEvent>,
 }
 
+/// Where a follower's requests go: counted, routed back by id, sent.
+struct FollowerOutput<'a> {
+    metrics: &'a mut EngineMetrics,
+    follow_ops: &'a mut BTreeMap<OpId, (Followed, &'static str)>,
+    commands: &'a mut VecDeque<Command>,
+}
+
+impl FollowerOutput<'_> {
+    fn send(&mut self, follower: &mut PrefixFollower, followed: Followed) {
+        while let Some((id, request)) = follower.poll_command() {
+            let kind = request_kind(&request);
+            bump(&mut self.metrics.registry_requests, kind);
+            self.follow_ops.insert(id, (followed, kind));
+            self.commands.push_back(Command { id, request });
+        }
+    }
+}
+
 /// Which follower a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Followed {
@@ -603,13 +621,13 @@ impl Engine {
     /// Sends the followers' requests and applies what they learnt to the model.
     fn collect_follow_output(&mut self, now: Instant) {
         let mut changed = false;
+        let mut out = FollowerOutput {
+            metrics: &mut self.metrics,
+            follow_ops: &mut self.follow_ops,
+            commands: &mut self.commands,
+        };
         for (dir, follower) in &mut self.followers {
-            while let Some((id, request)) = follower.poll_command() {
-                let kind = request_kind(&request);
-                bump(&mut self.metrics.registry_requests, kind);
-                self.follow_ops.insert(id, (Followed::Dir(*dir), kind));
-                self.commands.push_back(Command { id, request });
-            }
+            out.send(follower, Followed::Dir(*dir));
             while let Some(event) = follower.poll_event() {
                 match event {
                     FollowEvent::Snapshot { node, index } => {
@@ -625,12 +643,7 @@ impl Engine {
         }
         let mut lease_seen = Vec::new();
         if let Some(follower) = &mut self.lease_follower {
-            while let Some((id, request)) = follower.poll_command() {
-                let kind = request_kind(&request);
-                bump(&mut self.metrics.registry_requests, kind);
-                self.follow_ops.insert(id, (Followed::Lease, kind));
-                self.commands.push_back(Command { id, request });
-            }
+            out.send(follower, Followed::Lease);
             let key = self.config.keyspace.engine_lease();
             while let Some(event) = follower.poll_event() {
                 match event {
