@@ -3,9 +3,12 @@
 use super::config::{ConfigError, EtcdConfig, tls_config};
 use super::wire::{self, Answer, Call, Method, Transient, WatchAnswer};
 use flt_core::registry::{Event, Failure, Reply, Request};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// Largest answer read from etcd (a recursive read of a big keyspace).
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -102,6 +105,35 @@ struct Exchange {
     body: Result<String, ureq::Error>,
 }
 
+/// ureq resolves the host before every request, even one sent on a pooled connection, and
+/// with a timeout set it does so on a new thread each time: thousands of threads a second on a
+/// busy fltd. An endpoint given as an IP address needs no lookup; names still get ureq's.
+#[derive(Debug, Default)]
+struct LiteralFirstResolver(DefaultResolver);
+
+impl Resolver for LiteralFirstResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri
+            .scheme()
+            .zip(uri.authority())
+            .and_then(|(scheme, authority)| DefaultResolver::host_and_port(scheme, authority))
+            .and_then(|host_port| host_port.parse::<SocketAddr>().ok());
+        match literal {
+            Some(addr) => {
+                let mut addrs = self.empty();
+                addrs.push(addr);
+                Ok(addrs)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
 impl EtcdClient {
     /// A client for these settings. Reads the TLS files now, so that a bad file is reported at
     /// start-up, naming the file.
@@ -142,7 +174,11 @@ impl EtcdClient {
             .map(|auth| wire::basic_auth_header(&auth.username, &auth.password));
         Ok(EtcdClient {
             inner: Arc::new(Inner {
-                agent: builder.build().new_agent(),
+                agent: ureq::Agent::with_parts(
+                    builder.build(),
+                    DefaultConnector::default(),
+                    LiteralFirstResolver::default(),
+                ),
                 endpoints,
                 authorization,
                 preferred: AtomicUsize::new(0),
@@ -380,6 +416,27 @@ mod tests {
             EtcdClient::new(EtcdConfig::with_endpoints([" http://a:1/ ", "https://b:2"])).unwrap();
         assert_eq!(client.url(0, "/k"), "http://a:1/v2/keys/k");
         assert_eq!(client.url(1, "k"), "https://b:2/v2/keys/k");
+    }
+
+    #[test]
+    fn ip_endpoints_skip_the_lookup_and_names_still_resolve() {
+        let resolver = LiteralFirstResolver::default();
+        let config = ureq::config::Config::default();
+        let resolve = |url: &str| {
+            let uri: ureq::http::Uri = url.parse().unwrap();
+            let addrs = resolver
+                .resolve(&uri, &config, NextTimeout::default())
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            addrs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(resolve("http://10.1.2.3:2379/v2/keys/a"), ["10.1.2.3:2379"]);
+        assert_eq!(resolve("https://[::1]:4001/"), ["[::1]:4001"]);
+        assert_eq!(resolve("http://127.0.0.1/"), ["127.0.0.1:80"]);
+        let local = resolve("http://localhost:2379/");
+        assert!(
+            local.iter().all(|a| a.ends_with(":2379")) && !local.is_empty(),
+            "{local:?}"
+        );
     }
 
     #[test]
