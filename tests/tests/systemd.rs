@@ -801,6 +801,86 @@ mod driver {
     const SLEEPER: &str =
         "[Unit]\nDescription=flt test sleeper\n\n[Service]\nExecStart=/bin/sleep 600\n";
 
+    /// Starts (and stops) queued together are pipelined: each still gets its own reply, in
+    /// request order, and one refused call fails alone.
+    #[test]
+    fn queued_starts_and_stops_each_get_their_reply_in_order() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let mut agent = Agent::spawn(config(host));
+        let names: Vec<String> = (0..40).map(|i| format!("pipe-{i:02}.service")).collect();
+        for name in &names {
+            load(&mut agent, name, SLEEPER);
+        }
+        // A unit without a file, in the middle of the batch: systemd refuses only that start.
+        let mut batch: Vec<String> = names.clone();
+        batch.insert(20, "pipe-missing.service".into());
+        let send_all = |agent: &mut Agent, stop: bool| -> Vec<OpId> {
+            let mut ids = Vec::new();
+            for name in &batch {
+                let id = OpId(agent.next_id);
+                agent.next_id += 1;
+                let name = name.clone();
+                let request = if stop {
+                    SystemdRequest::Stop { id, name }
+                } else {
+                    SystemdRequest::Start { id, name }
+                };
+                agent
+                    .driver
+                    .requests()
+                    .send(request)
+                    .expect("driver running");
+                ids.push(id);
+            }
+            ids
+        };
+        let collect = |agent: &mut Agent, ids: &[OpId]| {
+            let mut replies = Vec::new();
+            while replies.len() < ids.len() {
+                let event = agent
+                    .driver
+                    .events()
+                    .recv_timeout(Duration::from_secs(15))
+                    .unwrap_or_else(|_| panic!("{} of {} replies", replies.len(), ids.len()));
+                if let Some(reply) = agent.record(event) {
+                    replies.push(reply);
+                }
+            }
+            let got: Vec<OpId> = replies.iter().map(|(id, _)| *id).collect();
+            assert_eq!(got, ids, "replies come in request order");
+            replies
+        };
+        for stop in [false, true] {
+            let ids = send_all(&mut agent, stop);
+            let replies = collect(&mut agent, &ids);
+            for ((_, result), name) in replies.iter().zip(&batch) {
+                match result {
+                    Ok(SystemdReply::Job(path)) if name != "pipe-missing.service" => {
+                        assert!(path.starts_with("/org/freedesktop/systemd1/job/"), "{path}");
+                    }
+                    Err(e) if name == "pipe-missing.service" && !stop => {
+                        assert!(e.to_string().contains(name), "error names the unit: {e}");
+                    }
+                    // Stopping a unit systemd does not know is a no-op job or refused.
+                    _ if name == "pipe-missing.service" && stop => {}
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+            let (active, sub) = if stop {
+                ("inactive", "dead")
+            } else {
+                ("active", "running")
+            };
+            for name in &names {
+                agent.wait_state(name, active, sub, Duration::from_secs(10));
+            }
+        }
+    }
+
     #[test]
     fn load_start_stop_unload_changes_systemd_states() {
         if !flt_tests::testhost::require_hosts() {

@@ -1,8 +1,9 @@
 //! Blocking calls to systemd's manager on one D-Bus connection.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dbus::Message;
 use dbus::arg::RefArg;
 use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
 use dbus::blocking::{Connection, Proxy};
@@ -20,6 +21,24 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const PRIVATE_SOCKET: &str = "unix:path=/run/systemd/private";
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+const DISCONNECTED: &str = "org.freedesktop.DBus.Error.Disconnected";
+const NO_REPLY: &str = "org.freedesktop.DBus.Error.NoReply";
+
+/// The manager's job methods [`SystemdClient::unit_jobs`] pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobMethod {
+    Start,
+    Stop,
+}
+
+impl JobMethod {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            JobMethod::Start => "StartUnit",
+            JobMethod::Stop => "StopUnit",
+        }
+    }
+}
 
 /// One entry of the changes `LinkUnitFiles`/`EnableUnitFiles`/`DisableUnitFiles` report:
 /// (`symlink`/`unlink`, file, destination).
@@ -358,6 +377,75 @@ impl SystemdClient {
             .method_call(MANAGER, method, (name, "replace"))
             .map_err(|e| SystemdError::call(method, name, &e))?;
         Ok(job.to_string())
+    }
+
+    /// `StartUnit`/`StopUnit(name, "replace")` for several units, pipelined: every call is
+    /// sent before the first reply is awaited, so systemd queues the jobs back to back instead
+    /// of one per round trip (systemd serves one connection's calls in order). One result per
+    /// call, in order; calls unanswered within the call timeout fail with `NoReply`.
+    pub(crate) fn unit_jobs(
+        &self,
+        calls: &[(JobMethod, &str)],
+    ) -> Vec<Result<String, SystemdError>> {
+        let failed = |(method, name): (JobMethod, &str), error: &dbus::Error| {
+            Err(SystemdError::call(method.name(), name, error))
+        };
+        let no_reply = dbus::Error::new_custom(NO_REPLY, "no reply within the call timeout");
+        let mut results: Vec<_> = calls.iter().map(|&call| failed(call, &no_reply)).collect();
+        let channel = self.conn.channel();
+        let mut pending = BTreeMap::new();
+        for (index, &(method, name)) in calls.iter().enumerate() {
+            if let Err(e) = check_unit_name(name) {
+                results[index] = Err(e.into());
+                continue;
+            }
+            let sent = Message::new_method_call(SYSTEMD, MANAGER_PATH, MANAGER, method.name())
+                .map_err(|e| dbus::Error::new_failed(&e))
+                .and_then(|message| {
+                    channel
+                        .send(message.append2(name, "replace"))
+                        .map_err(|()| {
+                            dbus::Error::new_custom(DISCONNECTED, "cannot queue the call")
+                        })
+                });
+            match sent {
+                Ok(serial) => {
+                    pending.insert(serial, index);
+                }
+                Err(e) => results[index] = failed((method, name), &e),
+            }
+        }
+        channel.flush();
+        let deadline = Instant::now() + self.timeout;
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut reply = match channel.blocking_pop_message(left) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => continue,
+                Err(e) => {
+                    let lost = dbus::Error::new_custom(DISCONNECTED, e.message().unwrap_or(""));
+                    for &index in pending.values() {
+                        results[index] = failed(calls[index], &lost);
+                    }
+                    break;
+                }
+            };
+            // Anything else on this connection (the bus's NameAcquired) is not ours.
+            let Some(index) = reply.get_reply_serial().and_then(|s| pending.remove(&s)) else {
+                continue;
+            };
+            results[index] = match reply.as_result() {
+                Ok(reply) => match reply.read1::<dbus::Path<'_>>() {
+                    Ok(job) => Ok(job.to_string()),
+                    Err(e) => failed(calls[index], &dbus::Error::new_failed(&e.to_string())),
+                },
+                Err(e) => failed(calls[index], &e),
+            };
+        }
+        results
     }
 
     /// `ListUnitsByNames(names)`: one state per name, in order; unknown units come back as

@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, select};
 use flt_core::registry::OpId;
 
-use super::client::{InventoryEntry, SystemdClient};
+use super::client::{InventoryEntry, JobMethod, SystemdClient};
 use super::watch::Watcher;
 use super::{SystemdConfig, SystemdError, UnitState};
 
@@ -250,14 +250,20 @@ fn serve(
                 }
                 (id, result.map(SystemdReply::Inventory))
             }
-            SystemdRequest::Start { id, name } => (
-                id,
-                call(&mut client, |c| c.start_unit(&name).map(SystemdReply::Job)),
-            ),
-            SystemdRequest::Stop { id, name } => (
-                id,
-                call(&mut client, |c| c.stop_unit(&name).map(SystemdReply::Job)),
-            ),
+            SystemdRequest::Start { id, name } => {
+                let jobs = gather_jobs((id, JobMethod::Start, name), requests, &mut next);
+                if !serve_jobs(&mut client, &jobs, events) {
+                    break;
+                }
+                continue;
+            }
+            SystemdRequest::Stop { id, name } => {
+                let jobs = gather_jobs((id, JobMethod::Stop, name), requests, &mut next);
+                if !serve_jobs(&mut client, &jobs, events) {
+                    break;
+                }
+                continue;
+            }
             SystemdRequest::Reload { id } => (
                 id,
                 call(&mut client, |c| c.reload().map(|()| SystemdReply::Done)),
@@ -332,6 +338,74 @@ fn serve_loads(
             watcher.watch(name);
         }
         if events.send(SystemdEvent::Reply { id, result }).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The most starts/stops pipelined in one go.
+const MAX_JOBS_AT_ONCE: usize = 64;
+
+/// `first` and the starts/stops queued right behind it (the agent sends a batch's together),
+/// up to [`MAX_JOBS_AT_ONCE`]; the first other request taken goes to `next`.
+fn gather_jobs(
+    first: (OpId, JobMethod, String),
+    requests: &Receiver<SystemdRequest>,
+    next: &mut Option<SystemdRequest>,
+) -> Vec<(OpId, JobMethod, String)> {
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_JOBS_AT_ONCE {
+        match requests.try_recv() {
+            Ok(SystemdRequest::Start { id, name }) => jobs.push((id, JobMethod::Start, name)),
+            Ok(SystemdRequest::Stop { id, name }) => jobs.push((id, JobMethod::Stop, name)),
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Serves several starts/stops with pipelined calls, then answers each in order. A call the
+/// lost connection swallowed is repeated alone on a new one (a job with "replace" is safe to
+/// repeat). Returns false when nobody listens any more.
+fn serve_jobs(
+    client: &mut SystemdClient,
+    jobs: &[(OpId, JobMethod, String)],
+    events: &Sender<SystemdEvent>,
+) -> bool {
+    if !client.is_connected()
+        && let Err(e) = client.reconnect()
+    {
+        log::info!("systemd connection lost; reconnecting failed: {e}");
+    }
+    let calls: Vec<(JobMethod, &str)> = jobs
+        .iter()
+        .map(|(_, method, name)| (*method, name.as_str()))
+        .collect();
+    let results = client.unit_jobs(&calls);
+    for ((id, method, name), result) in jobs.iter().zip(results) {
+        let result = match result {
+            Err(e)
+                if e.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
+                    || !client.is_connected() =>
+            {
+                log::info!("systemd connection lost ({e}); reconnecting");
+                call(client, |c| match method {
+                    JobMethod::Start => c.start_unit(name),
+                    JobMethod::Stop => c.stop_unit(name),
+                })
+            }
+            result => result,
+        };
+        let reply = SystemdEvent::Reply {
+            id: *id,
+            result: result.map(SystemdReply::Job),
+        };
+        if events.send(reply).is_err() {
             return false;
         }
     }
