@@ -497,6 +497,107 @@ fn trace(flt: &FltCluster, name: &str, host: usize, put_us: u64, active_us: u64)
     }
 }
 
+/// CPU seconds used so far by a host's systemd, fltd, bus, journal and units (its cgroups).
+fn host_cpu(flt: &FltCluster, index: usize) -> BTreeMap<&'static str, f64> {
+    const GROUPS: [(&str, &str); 5] = [
+        ("systemd", "init.scope"),
+        ("fltd", "system.slice/fltd.service"),
+        ("dbus", "system.slice/dbus.service"),
+        ("journald", "system.slice/systemd-journald.service"),
+        ("all", ""),
+    ];
+    let script = GROUPS
+        .iter()
+        .map(|(_, dir)| format!("head -1 /sys/fs/cgroup/{dir}/cpu.stat"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = run(flt, index, &["sh", "-c", &script]);
+    GROUPS
+        .iter()
+        .zip(out.lines())
+        .filter_map(|((name, _), line)| {
+            let usec: f64 = line.strip_prefix("usage_usec ")?.trim().parse().ok()?;
+            Some((*name, usec / 1e6))
+        })
+        .collect()
+}
+
+/// Where a failover's time goes: per surviving host, how many of each step its journal shows
+/// between the kill and the last moved unit's activation, and when the first and last were.
+fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
+    const STEPS: [(&str, &str); 7] = [
+        ("unscheduled (engine)", "Unscheduled Job(bench-"),
+        ("scheduled (engine)", "Scheduled Unit(bench-"),
+        ("load begun", "task: type=LoadUnit job=bench-"),
+        ("load done", "completed task: type=LoadUnit job=bench-"),
+        ("start begun", "task: type=StartUnit job=bench-"),
+        ("start done", "completed task: type=StartUnit job=bench-"),
+        ("active (systemd)", "Started bench-"),
+    ];
+    // journald writes to disk at least every second.
+    std::thread::sleep(Duration::from_millis(1500));
+    println!("  failover trace (ms after the kill: count first..last):");
+    for index in (0..flt.hosts()).filter(|&i| flt.host(i).is_running()) {
+        let journal = flt
+            .host(index)
+            .logs(&["-o", "short-monotonic", "--no-hostname"])
+            .unwrap_or_default();
+        let mut seen: Vec<(usize, f64, f64)> = vec![(0, f64::NAN, f64::NAN); STEPS.len()];
+        // Runs of the same step in time order (the agent's batches), for the first survivor.
+        let mut runs: Vec<(usize, usize, f64, f64)> = Vec::new();
+        for line in journal.lines() {
+            let Some((stamp, text)) = line.strip_prefix('[').and_then(|l| l.split_once(']')) else {
+                continue;
+            };
+            let Ok(seconds) = stamp.trim().parse::<f64>() else {
+                continue;
+            };
+            let at = (seconds * 1_000_000.0) as u64;
+            if at < kill_us || at > last_us + 200_000 {
+                continue;
+            }
+            let ms = (at - kill_us) as f64 / 1000.0;
+            for (step, (_, pattern)) in STEPS.iter().enumerate() {
+                // "task: type=" also ends "completed task: type=".
+                let begun = !pattern.starts_with("task:") || !text.contains("completed task:");
+                if begun && text.contains(pattern) {
+                    match runs.last_mut() {
+                        Some(run) if run.0 == step => {
+                            run.1 += 1;
+                            run.3 = ms;
+                        }
+                        _ => runs.push((step, 1, ms, ms)),
+                    }
+                    let entry = &mut seen[step];
+                    if entry.0 == 0 {
+                        entry.1 = ms;
+                    }
+                    entry.0 += 1;
+                    entry.2 = ms;
+                }
+            }
+        }
+        let steps: Vec<String> = STEPS
+            .iter()
+            .zip(&seen)
+            .filter(|(_, (count, _, _))| *count > 0)
+            .map(|((name, _), (count, first, last))| {
+                format!("{name} {count} {first:.0}..{last:.0}")
+            })
+            .collect();
+        println!("    h{}: {}", index + 1, steps.join(", "));
+        if std::env::var("FLT_BENCH_TRACE_RUNS").is_ok_and(|v| v == "1") {
+            let runs: Vec<String> = runs
+                .iter()
+                .map(|(step, count, first, last)| {
+                    format!("{} x{count} {first:.0}..{last:.0}", STEPS[*step].0)
+                })
+                .collect();
+            println!("      in order: {}", runs.join(" | "));
+        }
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -560,6 +661,10 @@ fn measure_launch(flt: &FltCluster, units: usize) -> Launch {
 /// Returns (seconds, units moved).
 fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> (f64, usize) {
     let moved = active_units(flt, victim, LAUNCH_GLOB);
+    let survivors: Vec<usize> = (0..flt.hosts())
+        .filter(|&i| i != victim && flt.host(i).is_running())
+        .collect();
+    let cpu0: Vec<_> = survivors.iter().map(|&i| host_cpu(flt, i)).collect();
     let before = monotonic_us();
     flt.host(victim)
         .kill()
@@ -576,19 +681,48 @@ fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> (f64, usiz
             }
         },
     );
+    let wall = (monotonic_us() - before) as f64 / 1e6;
+    let cpu1: Vec<_> = survivors.iter().map(|&i| host_cpu(flt, i)).collect();
+    let spent: Vec<String> = survivors
+        .iter()
+        .zip(cpu0.iter().zip(&cpu1))
+        .map(|(i, (a, b))| {
+            let parts: Vec<String> = b
+                .iter()
+                .map(|(k, v)| format!("{k} {:.2}", v - a.get(k).copied().unwrap_or(0.0)))
+                .collect();
+            format!("h{}: {}", i + 1, parts.join(", "))
+        })
+        .collect();
+    println!(
+        "  CPU s in the {wall:.1} s from the kill to seeing all active (2 cores): {}",
+        spent.join("; ")
+    );
     let mut times = BTreeMap::new();
     for i in (0..flt.hosts()).filter(|&i| flt.host(i).is_running()) {
         times.extend(active_enter_times(flt, i, LAUNCH_GLOB));
     }
-    let last = moved
+    let mut active: Vec<u64> = moved
         .iter()
         .map(|name| {
             *times
                 .get(name)
                 .unwrap_or_else(|| panic!("{name} of h{} not active elsewhere", victim + 1))
         })
-        .max()
-        .unwrap_or(before);
+        .collect();
+    active.sort_unstable();
+    let since_kill = |at: u64| at.saturating_sub(before) as f64 / 1000.0;
+    if let (Some(&first), Some(&last)) = (active.first(), active.last()) {
+        // Detection and scheduling end at the first start; the spread is the survivors' pace.
+        println!(
+            "  moved units active after the kill: first {:.0} ms, median {:.0} ms, last {:.0} ms",
+            since_kill(first),
+            since_kill(active[active.len() / 2]),
+            since_kill(last)
+        );
+    }
+    let last = active.last().copied().unwrap_or(before);
+    failover_trace(flt, before, last);
     (
         last.saturating_sub(before) as f64 / 1_000_000.0,
         moved.len(),
