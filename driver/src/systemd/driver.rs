@@ -315,24 +315,26 @@ fn serve_loads(
         .map(|(_, name, contents)| (name.as_str(), contents.as_str()))
         .collect();
     let results = client.load_units(&units);
-    // One look at what systemd holds instead of a question per unit; `None`: ask per unit.
-    let in_memory = if results.iter().any(Result::is_ok) && new_units_load(client, loads_new_units)
-    {
-        client
-            .units_in_memory()
-            .map_err(|e| log::warn!("cannot list systemd's units ({e}); asking per unit"))
-            .ok()
-    } else {
-        None
-    };
-    for ((id, name, _), result) in loads.into_iter().zip(results) {
-        let result = result.map(|()| {
-            let reload_needed = match in_memory.as_ref().map(|units| units.get(&name)) {
-                Some(None) => false,
-                Some(Some(load_state)) if load_state == "not-found" => false,
-                _ => reload_needed(client, &name, loads_new_units),
-            };
-            SystemdReply::Loaded { reload_needed }
+    // Whether systemd has each unit in memory, asked for all at once; a unit it does not have
+    // starts without a reload. `None`: ask the longer way.
+    let known: Vec<Option<bool>> =
+        if results.iter().any(Result::is_ok) && new_units_load(client, loads_new_units) {
+            let names: Vec<&str> = loads.iter().map(|(_, name, _)| name.as_str()).collect();
+            client
+                .units_known(&names)
+                .into_iter()
+                .map(|known| {
+                    known
+                        .map_err(|e| log::warn!("cannot tell whether systemd has a unit ({e})"))
+                        .ok()
+                })
+                .collect()
+        } else {
+            vec![None; loads.len()]
+        };
+    for (((id, name, _), result), known) in loads.into_iter().zip(results).zip(known) {
+        let result = result.map(|()| SystemdReply::Loaded {
+            reload_needed: known != Some(false) && reload_needed(client, &name, loads_new_units),
         });
         if result.is_ok() {
             watcher.watch(name);

@@ -136,7 +136,8 @@ impl Etcd {
     }
 
     /// PIDs of etcd itself (not the nsenter that waits for it), checked by command name.
-    fn etcd_pids(&self) -> Vec<u32> {
+    /// The pids of this cluster's etcd processes (none while it is stopped).
+    pub fn etcd_pids(&self) -> Vec<u32> {
         self.shared
             .cgroup
             .pids("etcd")
