@@ -471,21 +471,10 @@ fn trace(flt: &FltCluster, name: &str, host: usize, put_us: u64, active_us: u64)
     );
     let mut lines = Vec::new();
     for index in hosts {
-        let journal = flt
-            .host(index)
-            .logs(&["-o", "short-monotonic", "--no-hostname"])
-            .unwrap_or_default();
-        for line in journal.lines() {
-            let Some((stamp, text)) = line.strip_prefix('[').and_then(|l| l.split_once(']')) else {
-                continue;
-            };
-            let Ok(seconds) = stamp.trim().parse::<f64>() else {
-                continue;
-            };
-            let at = (seconds * 1_000_000.0) as u64;
-            if at + 1000 >= put_us && at <= active_us + 200_000 {
-                lines.push((at, format!("h{}{}", index + 1, text)));
-            }
+        for (at, text) in
+            journal_lines(flt, index, put_us.saturating_sub(1000), active_us + 200_000)
+        {
+            lines.push((at, format!("h{}{}", index + 1, text)));
         }
     }
     lines.sort();
@@ -539,6 +528,25 @@ fn host_cpu(flt: &FltCluster, index: usize) -> BTreeMap<&'static str, f64> {
         .collect()
 }
 
+/// Host `index`'s journal lines (fltd, systemd) stamped within `from_us..=to_us` of
+/// `CLOCK_MONOTONIC`, with their stamps.
+fn journal_lines(flt: &FltCluster, index: usize, from_us: u64, to_us: u64) -> Vec<(u64, String)> {
+    let journal = flt
+        .host(index)
+        .logs(&["-o", "short-monotonic", "--no-hostname"])
+        .unwrap_or_default();
+    journal
+        .lines()
+        .filter_map(|line| {
+            let (stamp, text) = line.strip_prefix('[')?.split_once(']')?;
+            let at = (stamp.trim().parse::<f64>().ok()? * 1_000_000.0) as u64;
+            (from_us..=to_us)
+                .contains(&at)
+                .then(|| (at, text.to_string()))
+        })
+        .collect()
+}
+
 /// Where a failover's time goes: per surviving host, how many of each step its journal shows
 /// between the kill and the last moved unit's activation, and when the first and last were.
 fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
@@ -555,24 +563,10 @@ fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
     std::thread::sleep(Duration::from_millis(1500));
     println!("  failover trace (ms after the kill: count first..last):");
     for index in (0..flt.hosts()).filter(|&i| flt.host(i).is_running()) {
-        let journal = flt
-            .host(index)
-            .logs(&["-o", "short-monotonic", "--no-hostname"])
-            .unwrap_or_default();
         let mut seen: Vec<(usize, f64, f64)> = vec![(0, f64::NAN, f64::NAN); STEPS.len()];
         // Runs of the same step in time order (the agent's batches), for the first survivor.
         let mut runs: Vec<(usize, usize, f64, f64)> = Vec::new();
-        for line in journal.lines() {
-            let Some((stamp, text)) = line.strip_prefix('[').and_then(|l| l.split_once(']')) else {
-                continue;
-            };
-            let Ok(seconds) = stamp.trim().parse::<f64>() else {
-                continue;
-            };
-            let at = (seconds * 1_000_000.0) as u64;
-            if at < kill_us || at > last_us + 200_000 {
-                continue;
-            }
+        for (at, text) in journal_lines(flt, index, kill_us, last_us + 200_000) {
             let ms = (at - kill_us) as f64 / 1000.0;
             for (step, (_, pattern)) in STEPS.iter().enumerate() {
                 // "task: type=" also ends "completed task: type=".
