@@ -411,8 +411,8 @@ impl SystemdClient {
 
     /// Calls the manager's `method` once per unit, pipelined: every call is sent before the
     /// first reply is awaited (systemd serves one connection's calls in order). One reply per
-    /// call, in order; calls unanswered within the call timeout fail with `NoReply`, those a
-    /// lost connection swallowed with `Disconnected`.
+    /// call, in order; when no reply came for the call timeout the calls still unanswered fail
+    /// with `NoReply`, those a lost connection swallowed with `Disconnected`.
     fn pipelined(
         &self,
         calls: &[(&'static str, &str)],
@@ -445,7 +445,9 @@ impl SystemdClient {
             }
         }
         channel.flush();
-        let deadline = Instant::now() + self.timeout;
+        // systemd answers in order: the timeout bounds the wait for the next reply, not for
+        // the whole batch.
+        let mut deadline = Instant::now() + self.timeout;
         while !pending.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -466,6 +468,7 @@ impl SystemdClient {
             let Some(index) = reply.get_reply_serial().and_then(|s| pending.remove(&s)) else {
                 continue;
             };
+            deadline = Instant::now() + self.timeout;
             results[index] = match reply.as_result() {
                 Ok(_) => Ok(reply),
                 Err(e) => failed(calls[index], &e),
