@@ -70,54 +70,147 @@ fn memory(host: &Host, pid: &str) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Where `pid`'s resident memory is, from `/proc/<pid>/smaps` inside the host: per mapped file
-/// (anonymous memory, heap and stacks as one line) the resident and the private kB, biggest first.
-fn print_mappings(host: &Host, pid: &str) {
-    let smaps = exec(host, &["cat", &format!("/proc/{pid}/smaps")]);
-    let mut by_name: Vec<(String, u64, u64)> = Vec::new();
-    let mut current = String::new();
+/// One mapping of `/proc/<pid>/smaps`: its address range, what it maps (file name, `[heap]`,
+/// `[stack]` or empty for anonymous memory) and its resident, proportional and private kB.
+struct Mapping {
+    start: u64,
+    end: u64,
+    name: String,
+    rss: u64,
+    pss: u64,
+    private: u64,
+}
+
+fn parse_smaps(smaps: &str) -> Vec<Mapping> {
+    let mut mappings: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let (Some(first), Some(second)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if first.contains('-') && !first.ends_with(':') {
+        if let Some((start, end)) = first.split_once('-')
+            && !first.ends_with(':')
+        {
             // A mapping's header: range, perms, offset, dev, inode, then the path if any.
             let path = fields.nth(3).unwrap_or("");
-            current = match path.rsplit('/').next() {
-                Some(file) if path.starts_with('/') => file.to_string(),
-                _ => "[anonymous, heap, stacks]".to_string(),
-            };
-            if !by_name.iter().any(|(name, _, _)| *name == current) {
-                by_name.push((current.clone(), 0, 0));
-            }
+            let hex = |s: &str| u64::from_str_radix(s, 16).unwrap_or(0);
+            mappings.push(Mapping {
+                start: hex(start),
+                end: hex(end),
+                name: path.rsplit('/').next().unwrap_or("").to_string(),
+                rss: 0,
+                pss: 0,
+                private: 0,
+            });
             continue;
         }
         let kb: u64 = second.parse().unwrap_or(0);
-        if let Some(entry) = by_name.iter_mut().find(|(name, _, _)| *name == current) {
+        if let Some(mapping) = mappings.last_mut() {
             match first {
-                "Rss:" => entry.1 += kb,
-                "Private_Clean:" | "Private_Dirty:" => entry.2 += kb,
+                "Rss:" => mapping.rss += kb,
+                "Pss:" => mapping.pss += kb,
+                "Private_Clean:" | "Private_Dirty:" => mapping.private += kb,
                 _ => {}
             }
         }
     }
-    by_name.retain(|(_, rss, _)| *rss > 0);
-    by_name.sort_by_key(|(_, rss, _)| std::cmp::Reverse(*rss));
-    let status = exec(host, &["cat", &format!("/proc/{pid}/status")]);
-    let threads = status
+    mappings
+}
+
+/// fltd's threads inside the host: (name, stack pointer), the name `main` for the first thread;
+/// the stack pointer is `None` for a thread that was running when read.
+fn threads(host: &Host, pid: &str) -> Vec<(String, Option<u64>)> {
+    let script = format!(
+        "for t in /proc/{pid}/task/*; do echo \"${{t##*/}}|$(cat $t/comm)|$(cat $t/syscall)\"; done"
+    );
+    exec(host, &["sh", "-c", &script])
         .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .map_or("?", str::trim);
-    println!("fltd's resident memory by mapping ({threads} threads):");
-    println!("{:<34} {:>8} {:>8}", "mapping", "Rss kB", "Private");
-    for (name, rss, private) in &by_name {
-        println!("{name:<34} {rss:>8} {private:>8}");
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '|');
+            let (tid, comm, syscall) = (parts.next()?, parts.next()?, parts.next()?);
+            // `nr args... sp pc` in a syscall, `-1 sp pc` blocked outside one, else `running`.
+            let fields: Vec<&str> = syscall.split_whitespace().collect();
+            let sp = (fields.len() >= 3)
+                .then(|| fields[fields.len() - 2].trim_start_matches("0x"))
+                .and_then(|sp| u64::from_str_radix(sp, 16).ok());
+            let name = if tid == pid {
+                "main".to_string()
+            } else {
+                // One row per pool: `etcd-call-3` counts as `etcd-call-*`.
+                let base = comm.trim_end_matches(|c: char| c.is_ascii_digit());
+                if base.len() < comm.len() {
+                    format!("{base}*")
+                } else {
+                    comm.to_string()
+                }
+            };
+            Some((name, sp))
+        })
+        .collect()
+}
+
+/// Where `pid`'s resident memory is, from `/proc/<pid>/smaps` inside the host: per mapped file
+/// the resident, proportional (shared pages divided among the processes mapping them) and
+/// private kB, biggest first, anonymous memory split into the heap, thread stacks (found by
+/// each thread's stack pointer) and the rest; then the threads per name with their stacks.
+fn print_mappings(host: &Host, pid: &str) {
+    let mappings = parse_smaps(&exec(host, &["cat", &format!("/proc/{pid}/smaps")]));
+    let threads = threads(host, pid);
+    let stack_of = |m: &Mapping| {
+        threads
+            .iter()
+            .find(|(_, sp)| sp.is_some_and(|sp| m.start <= sp && sp < m.end))
+    };
+    let mut rows: Vec<(String, u64, u64, u64)> = Vec::new();
+    for m in &mappings {
+        let row = match m.name.as_str() {
+            "" if stack_of(m).is_some() => "[thread stacks]",
+            "" => "[other anonymous]",
+            "[stack]" => "[thread stacks]",
+            name => name,
+        };
+        match rows.iter_mut().find(|(name, ..)| name == row) {
+            Some(r) => (r.1, r.2, r.3) = (r.1 + m.rss, r.2 + m.pss, r.3 + m.private),
+            None => rows.push((row.to_string(), m.rss, m.pss, m.private)),
+        }
     }
-    let (rss, private) = by_name
-        .iter()
-        .fold((0, 0), |(r, p), (_, rss, private)| (r + rss, p + private));
-    println!("{:<34} {rss:>8} {private:>8}", "total");
+    rows.retain(|(_, rss, ..)| *rss > 0);
+    rows.sort_by_key(|(_, rss, ..)| std::cmp::Reverse(*rss));
+    println!(
+        "fltd's resident memory by mapping ({} threads):",
+        threads.len()
+    );
+    println!(
+        "{:<34} {:>8} {:>8} {:>8}",
+        "mapping", "Rss kB", "Pss", "Private"
+    );
+    for (name, rss, pss, private) in &rows {
+        println!("{name:<34} {rss:>8} {pss:>8} {private:>8}");
+    }
+    let total = rows.iter().fold((0, 0, 0), |t, (_, rss, pss, private)| {
+        (t.0 + rss, t.1 + pss, t.2 + private)
+    });
+    println!(
+        "{:<34} {:>8} {:>8} {:>8}",
+        "total", total.0, total.1, total.2
+    );
+
+    let mut by_name: Vec<(String, usize, u64)> = Vec::new();
+    for (name, sp) in &threads {
+        let stack = mappings
+            .iter()
+            .find(|m| sp.is_some_and(|sp| m.start <= sp && sp < m.end))
+            .map_or(0, |m| m.rss);
+        match by_name.iter_mut().find(|(n, ..)| n == name) {
+            Some(row) => (row.1, row.2) = (row.1 + 1, row.2 + stack),
+            None => by_name.push((name.clone(), 1, stack)),
+        }
+    }
+    by_name.sort_by_key(|(_, n, stack)| std::cmp::Reverse((*stack, *n)));
+    println!("{:<34} {:>8} {:>8}", "threads", "count", "stack kB");
+    for (name, count, stack) in &by_name {
+        println!("{name:<34} {count:>8} {stack:>8}");
+    }
 }
 
 fn unit_name(i: usize) -> String {
