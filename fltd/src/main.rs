@@ -29,9 +29,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const USAGE: &str = "Usage of fltd:\n  -config string\n    \tPath to config file. fltd will look for a \
 config at /etc/flt/flt.conf by default.\n  -version\n    \tPrint the version and exit\n";
 
-/// etcd calls in flight at once (watches have threads of their own). The engine keeps up to
-/// 32 writes in flight when it moves a failed machine's units; 4 made it write them ~400 a
-/// second on a loaded test host.
+/// etcd calls in flight at once at most (watches have threads of their own). The engine keeps
+/// up to 32 writes in flight when it moves a failed machine's units; 4 made it write them ~400
+/// a second on a loaded test host. The pool shrinks to 2 workers when idle.
 const REGISTRY_WORKERS: usize = 12;
 
 fn main() -> ExitCode {

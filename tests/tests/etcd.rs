@@ -575,6 +575,107 @@ fn basic_auth_against_etcd_with_auth_enabled() {
     }
 }
 
+/// Values far bigger than the client's connection buffers (4 KiB each way) go out and come
+/// back whole: a unit file can be large, and a registry read of thousands of units is.
+#[test]
+fn values_larger_than_the_connection_buffers_round_trip() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let client = etcd.client();
+    let text: String = (0..20_000).map(|i| format!("line {i} é&=+%\n")).collect();
+    let put = Request::Put {
+        key: "/big/unit".into(),
+        value: value(&text),
+        ttl: None,
+        precondition: Precondition::None,
+    };
+    client.call(&put).expect("put a large value");
+    for n in 0..50 {
+        let put = Request::Put {
+            key: format!("/big/many/k{n:02}"),
+            value: value(&text[..10_000]),
+            ttl: None,
+            precondition: Precondition::None,
+        };
+        client.call(&put).expect("put");
+    }
+    let get = Request::Get {
+        key: "/big".into(),
+        recursive: true,
+    };
+    let Ok(Reply::Got { node, .. }) = client.call(&get) else {
+        panic!("recursive get of /big failed");
+    };
+    let mut texts = Vec::new();
+    let mut stack = vec![&node];
+    while let Some(n) = stack.pop() {
+        texts.extend(n.value.as_deref());
+        stack.extend(n.nodes.iter());
+    }
+    assert_eq!(texts.len(), 51);
+    assert!(
+        texts.contains(&text.as_str()),
+        "the 300 kB value came back whole"
+    );
+    assert_eq!(texts.iter().filter(|t| **t == &text[..10_000]).count(), 50);
+}
+
+/// The call pool grows while requests wait (up to its maximum), answers every one, and shrinks
+/// back to its floor once workers stay idle.
+#[test]
+fn registry_driver_pool_grows_under_load_and_shrinks_when_idle() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let (tx, responses) = crossbeam_channel::unbounded::<Response>();
+    let idle = Duration::from_millis(300);
+    let driver = RegistryDriver::start_with_idle_lifetime(etcd.client(), tx, 6, idle);
+    assert_eq!(driver.worker_count(), flt_driver::etcd::MIN_WORKERS);
+    let mut most = 0;
+    for n in 0..200u64 {
+        let put = Request::Put {
+            key: format!("/pool/k{n}"),
+            value: value("v"),
+            ttl: None,
+            precondition: Precondition::None,
+        };
+        driver.submit(OpId(n), put);
+        most = most.max(driver.worker_count());
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 200 {
+        let response = responses.recv_timeout(PATIENCE).expect("a response");
+        assert!(response.result.is_ok(), "{response:?}");
+        answered.insert(response.id);
+        most = most.max(driver.worker_count());
+    }
+    assert!(
+        most > flt_driver::etcd::MIN_WORKERS && most <= 6,
+        "workers at most {most}"
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while driver.worker_count() > flt_driver::etcd::MIN_WORKERS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} workers still running",
+            driver.worker_count()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The floor keeps serving.
+    let get = Request::Get {
+        key: "/pool".into(),
+        recursive: true,
+    };
+    driver.submit(OpId(1000), get);
+    let response = responses.recv_timeout(PATIENCE).expect("a response");
+    assert!(
+        matches!(response.result, Ok(Reply::Got { .. })),
+        "{response:?}"
+    );
+}
+
 #[test]
 fn registry_driver_answers_each_request_by_its_op_id() {
     let Some(etcd) = EtcdServer::start() else {

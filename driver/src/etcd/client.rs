@@ -97,7 +97,7 @@ fn is_timeout(error: &ureq::Error) -> bool {
 /// Idle connections kept for reuse: fltd's etcd call threads plus its watches.
 const IDLE_CONNECTIONS: usize = 24;
 /// Per connection, each way (see [`EtcdClient::new`]).
-const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
+const CONNECTION_BUFFER_BYTES: usize = 4 * 1024;
 
 struct Exchange {
     status: u16,
@@ -157,7 +157,8 @@ impl EtcdClient {
             .max_redirects(0)
             .user_agent("flt")
             // ureq zero-fills 128 KiB in and out per connection by default, and fltd keeps a
-            // connection per watch: 16 KiB each holds etcd's headers; bodies stream through.
+            // connection per watch: 4 KiB each holds etcd's headers (ureq grows it for longer
+            // ones); bodies stream through.
             .input_buffer_size(CONNECTION_BUFFER_BYTES)
             .output_buffer_size(CONNECTION_BUFFER_BYTES)
             // Every call thread and watch takes a connection from the pool and puts it back:

@@ -2,12 +2,13 @@
 
 use super::client::EtcdClient;
 use super::watch::follow;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flt_core::registry::{OpId, Reply, Request, Response};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 type WatchTable = BTreeMap<OpId, (u64, Sender<()>)>;
 
@@ -15,7 +16,10 @@ type WatchTable = BTreeMap<OpId, (u64, Sender<()>)>;
 ///
 /// - Get, Put and Delete are queued to a pool of worker threads; each is answered by exactly one
 ///   [`Response`] with its [`OpId`]. Requests run concurrently, so two requests in flight may be
-///   applied in either order: the core waits for a reply where order matters.
+///   applied in either order: the core waits for a reply where order matters. The pool grows
+///   to its maximum while requests wait and shrinks back to [`MIN_WORKERS`] when workers stay
+///   idle for [`IDLE_WORKER_LIFETIME`]: a failover wants a dozen writes in flight, an idle
+///   daemon no threads (and stacks) for them.
 /// - A Watch gets its own thread and is answered by any number of `Ok(Reply::Event)` responses,
 ///   then at most one `Err` that ends it (see [`super::Watch`] for which failures end a watch).
 ///   [`RegistryDriver::cancel_watch`] stops it without a final response.
@@ -26,47 +30,122 @@ pub struct RegistryDriver {
     client: EtcdClient,
     responses: Sender<Response>,
     queue: Option<Sender<(OpId, Request)>>,
-    workers: Vec<JoinHandle<()>>,
+    jobs: Receiver<(OpId, Request)>,
+    pool: Arc<Pool>,
     /// Running watches by id, with a serial number telling a watch from a later one with the
     /// same id; dropping the sender cancels the watch.
     watches: Arc<Mutex<WatchTable>>,
     next_serial: AtomicU64,
 }
 
+/// The call workers that never end while the driver runs.
+pub const MIN_WORKERS: usize = 2;
+
+/// A worker beyond [`MIN_WORKERS`] that waited this long for a request ends.
+pub const IDLE_WORKER_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The call workers' bookkeeping.
+#[derive(Debug)]
+struct Pool {
+    max: usize,
+    idle_lifetime: Duration,
+    /// Workers running (counted before their thread starts).
+    alive: AtomicUsize,
+    /// Workers waiting for a request.
+    idle: AtomicUsize,
+    next_name: AtomicUsize,
+    /// Running workers' handles, joined on drop; a worker ending on its own detaches itself.
+    handles: Mutex<BTreeMap<usize, JoinHandle<()>>>,
+}
+
 impl RegistryDriver {
-    /// Starts `workers` (at least 1) call threads. Responses are sent to `responses`.
+    /// A driver with up to `workers` (at least 1) call threads. Responses are sent to
+    /// `responses`.
     pub fn start(
         client: EtcdClient,
         responses: Sender<Response>,
         workers: usize,
     ) -> RegistryDriver {
+        Self::start_with_idle_lifetime(client, responses, workers, IDLE_WORKER_LIFETIME)
+    }
+
+    /// [`RegistryDriver::start`] with another idle lifetime for the workers beyond
+    /// [`MIN_WORKERS`] (tests).
+    pub fn start_with_idle_lifetime(
+        client: EtcdClient,
+        responses: Sender<Response>,
+        workers: usize,
+        idle_lifetime: Duration,
+    ) -> RegistryDriver {
         let (queue, jobs) = crossbeam_channel::unbounded::<(OpId, Request)>();
-        let workers = (0..workers.max(1))
-            .filter_map(|n| {
-                let jobs: Receiver<(OpId, Request)> = jobs.clone();
-                let client = client.clone();
-                let responses = responses.clone();
-                std::thread::Builder::new()
-                    .name(format!("etcd-call-{n}"))
-                    .spawn(move || {
-                        for (id, request) in jobs.iter() {
-                            let result = client.call(&request);
-                            if responses.send(Response { id, result }).is_err() {
-                                return;
-                            }
-                        }
-                    })
-                    .map_err(|e| log::error!("cannot start etcd worker thread: {e}"))
-                    .ok()
-            })
-            .collect();
-        RegistryDriver {
+        let driver = RegistryDriver {
             client,
             responses,
             queue: Some(queue),
-            workers,
+            jobs,
+            pool: Arc::new(Pool {
+                max: workers.max(1),
+                idle_lifetime,
+                alive: AtomicUsize::new(0),
+                idle: AtomicUsize::new(0),
+                next_name: AtomicUsize::new(0),
+                handles: Mutex::new(BTreeMap::new()),
+            }),
             watches: Arc::new(Mutex::new(BTreeMap::new())),
             next_serial: AtomicU64::new(0),
+        };
+        for _ in 0..MIN_WORKERS.min(driver.pool.max) {
+            driver.spawn_worker();
+        }
+        driver
+    }
+
+    /// How many call workers are running now.
+    pub fn worker_count(&self) -> usize {
+        self.pool.alive.load(Ordering::SeqCst)
+    }
+
+    /// Starts one more call worker unless the pool is at its maximum.
+    fn spawn_worker(&self) {
+        let pool = &self.pool;
+        let reserved = pool
+            .alive
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < pool.max).then_some(n + 1)
+            });
+        if reserved.is_err() {
+            return;
+        }
+        let name = pool.next_name.fetch_add(1, Ordering::Relaxed);
+        let jobs = self.jobs.clone();
+        let client = self.client.clone();
+        let responses = self.responses.clone();
+        let shared = Arc::clone(pool);
+        // The handle goes in before the thread can look for it to detach itself.
+        let mut handles = pool.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let spawned = std::thread::Builder::new()
+            .name(format!("etcd-call-{name}"))
+            .spawn(move || {
+                if !work(&shared, &jobs, &client, &responses) {
+                    shared.alive.fetch_sub(1, Ordering::SeqCst);
+                }
+                // Detach: nobody will join a worker that ended on its own.
+                drop(
+                    shared
+                        .handles
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&name),
+                );
+            });
+        match spawned {
+            Ok(handle) => {
+                handles.insert(name, handle);
+            }
+            Err(e) => {
+                pool.alive.fetch_sub(1, Ordering::SeqCst);
+                log::error!("cannot start etcd worker thread: {e}");
+            }
         }
     }
 
@@ -80,6 +159,9 @@ impl RegistryDriver {
             .queue
             .as_ref()
             .is_some_and(|q| q.send((id, request)).is_ok());
+        if queued && self.pool.idle.load(Ordering::SeqCst) == 0 {
+            self.spawn_worker();
+        }
         if !queued {
             let _ = self.responses.send(Response {
                 id,
@@ -150,8 +232,51 @@ impl Drop for RegistryDriver {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.queue = None;
-        for worker in self.workers.drain(..) {
+        let handles = std::mem::take(
+            &mut *self
+                .pool
+                .handles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (_, worker) in handles {
             let _ = worker.join();
+        }
+    }
+}
+
+/// A call worker: serves requests until the driver is dropped or, beyond [`MIN_WORKERS`], it
+/// has waited the pool's idle lifetime for one. Returns true if it took itself out of
+/// `pool.alive` (the idle case: leaving and the count change together).
+fn work(
+    pool: &Pool,
+    jobs: &Receiver<(OpId, Request)>,
+    client: &EtcdClient,
+    responses: &Sender<Response>,
+) -> bool {
+    loop {
+        pool.idle.fetch_add(1, Ordering::SeqCst);
+        let job = jobs.recv_timeout(pool.idle_lifetime);
+        pool.idle.fetch_sub(1, Ordering::SeqCst);
+        match job {
+            Ok((id, request)) => {
+                let result = client.call(&request);
+                if responses.send(Response { id, result }).is_err() {
+                    return false;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return false,
+            Err(RecvTimeoutError::Timeout) => {
+                // Leave unless that would take the pool below its floor.
+                let left = pool
+                    .alive
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        (n > MIN_WORKERS).then_some(n - 1)
+                    });
+                if left.is_ok() {
+                    return true;
+                }
+            }
         }
     }
 }

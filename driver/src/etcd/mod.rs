@@ -36,6 +36,6 @@ mod wire;
 
 pub use client::{EtcdClient, WatchPoll};
 pub use config::{BasicAuth, ConfigError, EtcdConfig, TlsFiles};
-pub use driver::RegistryDriver;
+pub use driver::{IDLE_WORKER_LIFETIME, MIN_WORKERS, RegistryDriver};
 pub use watch::Watch;
 pub use wire::basic_auth_header;
