@@ -334,8 +334,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("API up after {:.1}s", started.elapsed().as_secs_f64());
-    // Let the startup work (first reconciles, state publishing) settle.
-    std::thread::sleep(Duration::from_secs(10));
+    // Let the startup work (first reconciles, state publishing) settle, and the etcd call
+    // workers started for it end: idle is the steady state.
+    let settle = flt_driver::etcd::IDLE_WORKER_LIFETIME + Duration::from_secs(10);
+    println!("waiting {}s for fltd to be idle", settle.as_secs());
+    std::thread::sleep(settle);
     let pid = exec(
         host,
         &["systemctl", "show", "-p", "MainPID", "--value", "fltd"],

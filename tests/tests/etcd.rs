@@ -650,25 +650,37 @@ fn registry_driver_pool_grows_under_load_and_shrinks_when_idle() {
         answered.insert(response.id);
         most = most.max(driver.worker_count());
     }
+    let started = driver.workers_started();
     assert!(
-        most > flt_driver::etcd::MIN_WORKERS && most <= 6,
-        "workers at most {most}"
+        started > flt_driver::etcd::MIN_WORKERS && most <= 6,
+        "{started} workers started, at most {most} at once"
     );
+    // A trickle of requests (one at a time) does not keep the extra workers alive: the
+    // channel hands each to the longest-waiting worker, so each of them keeps getting some.
     let deadline = std::time::Instant::now() + PATIENCE;
+    let mut n = 200;
     while driver.worker_count() > flt_driver::etcd::MIN_WORKERS {
+        let get = Request::Get {
+            key: "/pool/k0".into(),
+            recursive: false,
+        };
+        driver.submit(OpId(n), get);
+        n += 1;
+        let response = responses.recv_timeout(PATIENCE).expect("a response");
+        assert!(response.result.is_ok(), "{response:?}");
         assert!(
             std::time::Instant::now() < deadline,
             "{} workers still running",
             driver.worker_count()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     // The floor keeps serving.
     let get = Request::Get {
         key: "/pool".into(),
         recursive: true,
     };
-    driver.submit(OpId(1000), get);
+    driver.submit(OpId(u64::MAX), get);
     let response = responses.recv_timeout(PATIENCE).expect("a response");
     assert!(
         matches!(response.result, Ok(Reply::Got { .. })),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type WatchTable = BTreeMap<OpId, (u64, Sender<()>)>;
 
@@ -17,9 +17,9 @@ type WatchTable = BTreeMap<OpId, (u64, Sender<()>)>;
 /// - Get, Put and Delete are queued to a pool of worker threads; each is answered by exactly one
 ///   [`Response`] with its [`OpId`]. Requests run concurrently, so two requests in flight may be
 ///   applied in either order: the core waits for a reply where order matters. The pool grows
-///   to its maximum while requests wait and shrinks back to [`MIN_WORKERS`] when workers stay
-///   idle for [`IDLE_WORKER_LIFETIME`]: a failover wants a dozen writes in flight, an idle
-///   daemon no threads (and stacks) for them.
+///   to its maximum while requests find every worker busy and shrinks back to [`MIN_WORKERS`]
+///   once none has for [`IDLE_WORKER_LIFETIME`]: a failover wants a dozen writes in flight, an
+///   idle daemon no threads (and stacks) for them.
 /// - A Watch gets its own thread and is answered by any number of `Ok(Reply::Event)` responses,
 ///   then at most one `Err` that ends it (see [`super::Watch`] for which failures end a watch).
 ///   [`RegistryDriver::cancel_watch`] stops it without a final response.
@@ -41,7 +41,8 @@ pub struct RegistryDriver {
 /// The call workers that never end while the driver runs.
 pub const MIN_WORKERS: usize = 2;
 
-/// A worker beyond [`MIN_WORKERS`] that waited this long for a request ends.
+/// Workers beyond [`MIN_WORKERS`] end once no request has found every worker busy for this
+/// long.
 pub const IDLE_WORKER_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The call workers' bookkeeping.
@@ -53,6 +54,12 @@ struct Pool {
     alive: AtomicUsize,
     /// Workers waiting for a request.
     idle: AtomicUsize,
+    /// When a request last found every worker busy (ms since `epoch`): workers beyond the
+    /// floor end once that is `idle_lifetime` ago. (Not each worker's own idle time: the
+    /// channel hands requests to the longest-waiting worker, so under a trickle of requests
+    /// every worker keeps getting one.)
+    last_saturated: AtomicU64,
+    epoch: Instant,
     next_name: AtomicUsize,
     /// Running workers' handles, joined on drop; a worker ending on its own detaches itself.
     handles: Mutex<BTreeMap<usize, JoinHandle<()>>>,
@@ -88,6 +95,8 @@ impl RegistryDriver {
                 idle_lifetime,
                 alive: AtomicUsize::new(0),
                 idle: AtomicUsize::new(0),
+                last_saturated: AtomicU64::new(0),
+                epoch: Instant::now(),
                 next_name: AtomicUsize::new(0),
                 handles: Mutex::new(BTreeMap::new()),
             }),
@@ -103,6 +112,11 @@ impl RegistryDriver {
     /// How many call workers are running now.
     pub fn worker_count(&self) -> usize {
         self.pool.alive.load(Ordering::SeqCst)
+    }
+
+    /// How many call workers were started so far (those that ended included).
+    pub fn workers_started(&self) -> usize {
+        self.pool.next_name.load(Ordering::SeqCst)
     }
 
     /// Starts one more call worker unless the pool is at its maximum.
@@ -160,6 +174,9 @@ impl RegistryDriver {
             .as_ref()
             .is_some_and(|q| q.send((id, request)).is_ok());
         if queued && self.pool.idle.load(Ordering::SeqCst) == 0 {
+            self.pool
+                .last_saturated
+                .store(self.pool.millis(), Ordering::SeqCst);
             self.spawn_worker();
         }
         if !queued {
@@ -245,8 +262,22 @@ impl Drop for RegistryDriver {
     }
 }
 
-/// A call worker: serves requests until the driver is dropped or, beyond [`MIN_WORKERS`], it
-/// has waited the pool's idle lifetime for one. Returns true if it took itself out of
+impl Pool {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether no request found every worker busy for the idle lifetime.
+    fn oversized(&self) -> bool {
+        let since = self
+            .millis()
+            .saturating_sub(self.last_saturated.load(Ordering::SeqCst));
+        Duration::from_millis(since) >= self.idle_lifetime
+    }
+}
+
+/// A call worker: serves requests until the driver is dropped or, beyond [`MIN_WORKERS`], the
+/// pool has had a worker to spare for its idle lifetime. Returns true if it took itself out of
 /// `pool.alive` (the idle case: leaving and the count change together).
 fn work(
     pool: &Pool,
@@ -254,9 +285,10 @@ fn work(
     client: &EtcdClient,
     responses: &Sender<Response>,
 ) -> bool {
+    let tick = pool.idle_lifetime.min(Duration::from_secs(5));
     loop {
         pool.idle.fetch_add(1, Ordering::SeqCst);
-        let job = jobs.recv_timeout(pool.idle_lifetime);
+        let job = jobs.recv_timeout(tick);
         pool.idle.fetch_sub(1, Ordering::SeqCst);
         match job {
             Ok((id, request)) => {
@@ -266,17 +298,18 @@ fn work(
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return false,
-            Err(RecvTimeoutError::Timeout) => {
-                // Leave unless that would take the pool below its floor.
-                let left = pool
-                    .alive
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                        (n > MIN_WORKERS).then_some(n - 1)
-                    });
-                if left.is_ok() {
-                    return true;
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        // Leave unless that would take the pool below its floor.
+        if pool.oversized()
+            && pool
+                .alive
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n > MIN_WORKERS).then_some(n - 1)
+                })
+                .is_ok()
+        {
+            return true;
         }
     }
 }
