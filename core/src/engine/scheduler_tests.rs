@@ -71,6 +71,22 @@ impl Harness {
         std::mem::take(&mut self.commands)
     }
 
+    /// The recursive reads (directory reads) among the commands taken.
+    fn take_recursive_reads(&mut self) -> Vec<Command> {
+        self.take_commands()
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    &c.request,
+                    Request::Get {
+                        recursive: true,
+                        ..
+                    }
+                )
+            })
+            .collect()
+    }
+
     fn take_events(&mut self) -> Vec<EngineEvent> {
         std::mem::take(&mut self.events)
     }
@@ -314,6 +330,23 @@ impl Harness {
     }
 
     /// Feeds a watch event on `dir`'s watch.
+    /// What the API writes to submit a unit: its file, its job object and its target state,
+    /// each arriving as a watch event.
+    fn submit_unit(&mut self, name: &str, file: &UnitFile, target_state: &str) {
+        let ks = self.ks.clone();
+        let unit = unit_record(file);
+        self.event(
+            Dir::Units,
+            Action::Create,
+            &ks.unit(&file.hash()),
+            Some(&unit),
+        );
+        let job = job_object(name, file.hash());
+        self.event(Dir::Jobs, Action::Set, &ks.job_object(name), Some(&job));
+        let state = ks.job_target_state(name);
+        self.event(Dir::Jobs, Action::Set, &state, Some(target_state));
+    }
+
     fn event(&mut self, dir: Dir, action: Action, key: &str, value: Option<&str>) {
         let node = Node {
             key: key.to_string(),
@@ -1359,24 +1392,7 @@ fn global_units_are_mirrored_and_removed_on_destroy() {
     h.complete_writes();
     let ks = h.ks.clone();
     let file = unit_text("Global=true");
-    h.event(
-        Dir::Units,
-        Action::Create,
-        &ks.unit(&file.hash()),
-        Some(&unit_record(&file)),
-    );
-    h.event(
-        Dir::Jobs,
-        Action::Set,
-        &ks.job_object("g.service"),
-        Some(&job_object("g.service", file.hash())),
-    );
-    h.event(
-        Dir::Jobs,
-        Action::Set,
-        &ks.job_target_state("g.service"),
-        Some("launched"),
-    );
+    h.submit_unit("g.service", &file, "launched");
     assert_eq!(
         h.complete_writes(),
         vec![Request::Put {
@@ -1629,19 +1645,7 @@ fn periodic_resync_rereads_everything_without_restarting_watches() {
     let mut h = leader_with(cfg, &Registry::default().machine("m1"));
     h.complete_writes();
     h.run_until(h.now + secs(80.0));
-    let reads: Vec<_> = h
-        .take_commands()
-        .into_iter()
-        .filter(|c| {
-            matches!(
-                &c.request,
-                Request::Get {
-                    recursive: true,
-                    ..
-                }
-            )
-        })
-        .collect();
+    let reads = h.take_recursive_reads();
     assert_eq!(reads.len(), 5);
     h.collect_watches();
     assert!(
@@ -2043,19 +2047,7 @@ fn without_watches_every_directory_is_reread_each_tick() {
     assert!(h.watches.is_empty());
     h.complete_writes();
     h.advance(secs(2.0));
-    let reads = h
-        .take_commands()
-        .into_iter()
-        .filter(|c| {
-            matches!(
-                &c.request,
-                Request::Get {
-                    recursive: true,
-                    ..
-                }
-            )
-        })
-        .count();
+    let reads = h.take_recursive_reads().len();
     assert_eq!(reads, 5);
 }
 
@@ -2081,24 +2073,7 @@ fn on_an_empty_registry_the_directories_are_created_and_watched_at_once() {
         &ks.machine_object("m1"),
         Some(&machine_record("m1")),
     );
-    h.event(
-        Dir::Units,
-        Action::Create,
-        &ks.unit(&file.hash()),
-        Some(&unit_record(&file)),
-    );
-    h.event(
-        Dir::Jobs,
-        Action::Set,
-        &ks.job_object("a.service"),
-        Some(&job_object("a.service", file.hash())),
-    );
-    h.event(
-        Dir::Jobs,
-        Action::Set,
-        &ks.job_target_state("a.service"),
-        Some("launched"),
-    );
+    h.submit_unit("a.service", &file, "launched");
     let done = h.complete_writes();
     assert_eq!(done[0], put_target(&ks, "a.service", "m1"));
     assert_eq!(h.now, start);
@@ -2119,19 +2094,7 @@ fn without_watches_an_empty_registry_is_created_then_polled() {
     h.acquire_lease();
     h.complete_writes();
     h.advance(secs(2.0));
-    let reads = h
-        .take_commands()
-        .into_iter()
-        .filter(|c| {
-            matches!(
-                &c.request,
-                Request::Get {
-                    recursive: true,
-                    ..
-                }
-            )
-        })
-        .count();
+    let reads = h.take_recursive_reads().len();
     assert_eq!(reads, 5);
 }
 
@@ -2142,19 +2105,7 @@ fn unanswered_directory_reads_count_as_failures_and_are_sent_again() {
     h.advance(secs(5.0));
     // The five directory reads and the engine version read.
     assert_eq!(h.engine.metrics().registry_failures.get("get"), Some(&6));
-    let rereads = h
-        .take_commands()
-        .into_iter()
-        .filter(|c| {
-            matches!(
-                &c.request,
-                Request::Get {
-                    recursive: true,
-                    ..
-                }
-            )
-        })
-        .count();
+    let rereads = h.take_recursive_reads().len();
     assert_eq!(rereads, 5);
     assert!(!h.engine.is_synced());
 }
