@@ -50,6 +50,9 @@ pub enum NameError {
     InvalidTemplateType(String),
     InvalidCharacter(char),
     StartsWithAt,
+    /// flt only: etcd v2 hides keys whose name starts with `_` from watches, so such a unit's
+    /// changes would reach the engine and agents only at the next full re-read.
+    StartsWithUnderscore,
 }
 
 impl fmt::Display for NameError {
@@ -69,13 +72,17 @@ impl fmt::Display for NameError {
                 write!(f, "invalid character {} in unit name", go_quote_rune(*c))
             }
             NameError::StartsWithAt => f.write_str("unit name cannot start in \"@\""),
+            NameError::StartsWithUnderscore => f.write_str(
+                "unit name cannot start in \"_\" (etcd hides such keys from watches)",
+            ),
         }
     }
 }
 
 impl std::error::Error for NameError {}
 
-/// fleet's unit name check; the first failing rule wins. (`.service` alone passes, as in fleet.)
+/// fleet's unit name check, plus one rule of flt's (no leading `_`: etcd v2 hides such keys
+/// from watches); the first failing rule wins. (`.service` alone passes, as in fleet.)
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -104,6 +111,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name.starts_with('@') {
         return Err(NameError::StartsWithAt);
+    }
+    if name.starts_with('_') {
+        return Err(NameError::StartsWithUnderscore);
     }
     Ok(())
 }
@@ -229,6 +239,10 @@ mod tests {
             "invalid character ' ' in unit name"
         );
         assert_eq!(message("@foo.service"), "unit name cannot start in \"@\"");
+        assert_eq!(
+            message("_foo.service"),
+            "unit name cannot start in \"_\" (etcd hides such keys from watches)"
+        );
     }
 
     #[test]
@@ -238,6 +252,7 @@ mod tests {
         assert_eq!(validate_name(&max), Ok(()));
         assert_eq!(validate_name(".service"), Ok(()));
         assert_eq!(validate_name("a:b-c_d.e\\f@g.service"), Ok(()));
+        assert_eq!(validate_name("a_.service"), Ok(()));
         assert_eq!(validate_name("hello@.service"), Ok(()));
         assert_eq!(validate_name("hello@1.service"), Ok(()));
         assert_eq!(validate_name("foo.target"), Ok(()));
