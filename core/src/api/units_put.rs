@@ -14,7 +14,7 @@
 use super::entities::{Unit, UnitOption, unit_file_from_options};
 use super::go_json::{self, DecodeError, GoValue};
 use crate::registry::records::TargetState;
-use crate::unit::{UnitFile, UnitHash, UnitNameInfo, validate_name, validate_options};
+use crate::unit::{NameError, UnitFile, UnitHash, UnitNameInfo, validate_name, validate_options};
 use std::fmt;
 
 /// The largest request body the API reads; a larger one is answered 413 without decoding.
@@ -257,7 +257,12 @@ pub fn decode_put(
             body: unit.name,
         });
     }
-    validate_name(url_name).map_err(|e| PutError::InvalidName(e.to_string()))?;
+    match validate_name(url_name) {
+        // Only new units are refused that name (see `decide_put`): one that exists from
+        // before the rule must stay manageable.
+        Ok(()) | Err(NameError::StartsWithUnderscore) => {}
+        Err(e) => return Err(PutError::InvalidName(e.to_string())),
+    }
     Ok(PutRequest {
         name: url_name.to_string(),
         desired_state: unit.desired_state,
@@ -290,6 +295,9 @@ pub fn decide_put(
     let unit = unit_file_from_options(&request.options);
     match existing {
         None => {
+            if let Err(e @ NameError::StartsWithUnderscore) = validate_name(&request.name) {
+                return Err(PutError::InvalidName(e.to_string()));
+            }
             if request.options.is_empty() {
                 return Err(PutError::MissingOptions);
             }

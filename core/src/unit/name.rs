@@ -72,9 +72,9 @@ impl fmt::Display for NameError {
                 write!(f, "invalid character {} in unit name", go_quote_rune(*c))
             }
             NameError::StartsWithAt => f.write_str("unit name cannot start in \"@\""),
-            NameError::StartsWithUnderscore => f.write_str(
-                "unit name cannot start in \"_\" (etcd hides such keys from watches)",
-            ),
+            NameError::StartsWithUnderscore => {
+                f.write_str("unit name cannot start in \"_\" (etcd hides such keys from watches)")
+            }
         }
     }
 }

@@ -362,6 +362,32 @@ fn update_errors() {
     assert!(put("x@.service", r#"{"desiredState":"inactive"}"#, Some(&found)).is_ok());
 }
 
+/// flt refuses new units named `_…` (etcd v2 hides such keys from watches) but keeps one that
+/// exists from before the rule manageable.
+#[test]
+fn a_leading_underscore_is_refused_for_new_units_only() {
+    let body = format!(
+        r#"{{"desiredState":"launched","options":{}}}"#,
+        sleep_options_json()
+    );
+    assert_eq!(
+        err("_x.service", &body, None),
+        (
+            400,
+            r#"unit name cannot start in "_" (etcd hides such keys from watches)"#.into()
+        )
+    );
+    let found = existing(TargetState::Launched);
+    assert_eq!(
+        put("_x.service", r#"{"desiredState":"inactive"}"#, Some(&found)).unwrap(),
+        PutDecision::SetDesiredState {
+            name: "_x.service".into(),
+            desired_state: TargetState::Inactive,
+            unchanged: false,
+        }
+    );
+}
+
 #[test]
 fn checks_run_in_fleets_order() {
     // Content type before body, body before names, names before the registry facts.
