@@ -845,7 +845,14 @@ fn basic_auth_against_etcd_with_auth_enabled() {
         .unwrap()
     };
     let root = with("s3cret");
-    put(&root, "/auth/k", "v");
+    let first = put(&root, "/auth/k", "v");
+    // Streamed watches carry the credentials too, also when catching up from the history.
+    let behind = root.watch("/auth", first.modified_index);
+    assert_eq!(next_event(&behind).node.value.as_deref(), Some("v"));
+    for v in ["2", "3", "4"] {
+        put(&root, "/auth/other", v);
+        assert_eq!(next_event(&behind).node.value.as_deref(), Some(v));
+    }
     assert_eq!(
         get(&root, "/auth/k", false).unwrap().0.value.as_deref(),
         Some("v")
@@ -958,8 +965,14 @@ fn tls_with_a_ca_and_a_client_certificate() {
         Some("secure")
     );
     let watch = c.watch("/tls", node.modified_index + 1);
-    put(&c, "/tls/k", "again");
-    assert_eq!(next_event(&watch).node.value.as_deref(), Some("again"));
+    // Several changes on one stream, and a watch catching up from the history, over TLS.
+    let behind = c.watch("/tls", node.modified_index);
+    assert_eq!(next_event(&behind).node.value.as_deref(), Some("secure"));
+    for v in ["again", "and", "again"] {
+        put(&c, "/tls/k", v);
+        assert_eq!(next_event(&watch).node.value.as_deref(), Some(v));
+        assert_eq!(next_event(&behind).node.value.as_deref(), Some(v));
+    }
 
     let certs = etcd.certs().unwrap().clone();
     let with_tls = |tls: TlsFiles| {
