@@ -7,7 +7,7 @@ use flt_core::registry::{
     PrefixFollower, PutValue, Reply, Request, Response,
 };
 use flt_driver::etcd::{
-    BasicAuth, EtcdClient, EtcdConfig, RegistryDriver, TlsFiles, Watch, WatchPoll,
+    BasicAuth, ETCD_WATCHER_BUFFER, EtcdClient, EtcdConfig, RegistryDriver, TlsFiles, Watch,
 };
 use flt_tests::etcd::{EtcdServer, dead_endpoint};
 use std::net::TcpListener;
@@ -357,17 +357,19 @@ fn watch_delivers_each_change_once_in_order_and_resumes_from_an_index() {
     let d = next_event(&resumed);
     assert_eq!(d.node.key, "/w/d");
 
-    // Idle polls end without a failure and move the resume point up to etcd's index.
+    // Idle streams end without a failure and move the resume point up to etcd's index.
     let quick = EtcdClient::new(EtcdConfig {
         watch_poll_timeout: Duration::from_millis(300),
         ..etcd.config()
     })
     .unwrap();
     let other = put(&c, "/elsewhere", "again").modified_index;
-    match quick.watch_poll("/w", d.node.modified_index + 1).unwrap() {
-        WatchPoll::Idle { next_index } => assert_eq!(next_index, other + 1),
-        WatchPoll::Event(e) => panic!("unexpected event {e:?}"),
-    }
+    let end = quick
+        .watch_stream("/w", d.node.modified_index + 1, &mut |e| {
+            panic!("unexpected event {e:?}")
+        })
+        .unwrap();
+    assert_eq!((end.next_index, end.delivered), (other + 1, 0));
     // A watch that spans several idle polls still sees the next change, and nothing else.
     let patient = quick.watch("/w", other + 1);
     std::thread::sleep(Duration::from_millis(800));
@@ -378,6 +380,304 @@ fn watch_delivers_each_change_once_in_order_and_resumes_from_an_index() {
     assert!(
         resumed.events().try_recv().is_err() && patient.events().try_recv().is_err(),
         "nothing was delivered twice"
+    );
+}
+
+/// A counter or gauge from etcd's `/metrics`.
+fn etcd_metric(etcd: &EtcdServer, name: &str) -> f64 {
+    let metrics = ureq::get(format!("{}/metrics", etcd.endpoint()))
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap_or_else(|e| panic!("etcd /metrics: {e}"));
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in etcd's /metrics"))
+}
+
+/// Watch requests etcd has received (long-polls and streams alike).
+fn watch_requests(etcd: &EtcdServer) -> u64 {
+    etcd_metric(etcd, "etcd_debugging_store_watch_requests_total") as u64
+}
+
+/// Watchers etcd has registered (live long-polls and streams, not history answers).
+fn live_watchers(etcd: &EtcdServer) -> u64 {
+    etcd_metric(etcd, "etcd_debugging_store_watchers") as u64
+}
+
+/// Waits until etcd has more than `baseline` live watchers.
+fn wait_armed(etcd: &EtcdServer, baseline: u64) {
+    let since = std::time::Instant::now();
+    while live_watchers(etcd) <= baseline {
+        assert!(since.elapsed() < PATIENCE, "the watch was never armed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What identifies a change in a comparison: its index, action, key and value.
+fn change(event: &Event) -> (u64, Action, String, Option<String>) {
+    (
+        event.node.modified_index,
+        event.action,
+        event.node.key.clone(),
+        event.node.value.clone(),
+    )
+}
+
+/// The changes under `prefix` from `from` to `to` as a sequence of plain long-polls (one
+/// `wait=true` request per change, no stream) reports them: the reference a streamed watch must
+/// match.
+fn long_poll_changes(
+    etcd: &EtcdServer,
+    prefix: &str,
+    from: u64,
+    to: u64,
+) -> Vec<(u64, Action, String, Option<String>)> {
+    let mut changes = Vec::new();
+    let mut index = from;
+    while index <= to {
+        let body = ureq::get(format!(
+            "{}/v2/keys{prefix}?wait=true&recursive=true&waitIndex={index}",
+            etcd.endpoint()
+        ))
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap_or_else(|e| panic!("long-poll of {prefix} at {index}: {e}"));
+        let json: serde_json::Value = serde_json::from_str(&body).expect("a watch answer");
+        let action = match json["action"].as_str() {
+            Some("set") => Action::Set,
+            Some("create") => Action::Create,
+            Some("update") => Action::Update,
+            Some("compareAndSwap") => Action::CompareAndSwap,
+            Some("delete") => Action::Delete,
+            Some("compareAndDelete") => Action::CompareAndDelete,
+            Some("expire") => Action::Expire,
+            other => panic!("long-poll answered {other:?}: {body}"),
+        };
+        let node = &json["node"];
+        let modified = node["modifiedIndex"].as_u64().expect("modifiedIndex");
+        changes.push((
+            modified,
+            action,
+            node["key"].as_str().unwrap_or_default().to_string(),
+            node["value"].as_str().map(str::to_string),
+        ));
+        index = modified + 1;
+    }
+    changes
+}
+
+/// A streamed watch carries many changes per request (every host's every watch re-armed after
+/// every change was most of a busy cluster's etcd load), and delivers exactly what a sequence
+/// of long-polls reports for the same changes.
+#[test]
+fn a_streamed_watch_carries_many_changes_per_request_and_matches_long_polls() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    // Under etcd's history of 1000 changes, so that long-polls can replay them all.
+    const CHANGES: u64 = 800;
+    let c = etcd.client();
+    let start = put(&c, "/s/first", "0").modified_index;
+    let (before, idle_watchers) = (watch_requests(&etcd), live_watchers(&etcd));
+    let watch = c.watch("/s", start + 1);
+    // Changes made before the watch is armed would come from etcd's history, one per request.
+    wait_armed(&etcd, idle_watchers);
+    let mut written = Vec::new();
+    for i in 0..CHANGES {
+        let node = match i % 10 {
+            9 => {
+                let created = put(&c, &format!("/s/gone{i}"), "x").modified_index;
+                let index = delete(&c, &format!("/s/gone{i}"), Precondition::None, false)
+                    .unwrap_or_else(|f| panic!("delete: {f}"));
+                written.push(created);
+                written.push(index);
+                continue;
+            }
+            _ => put(&c, &format!("/s/{}", i % 7), &i.to_string()),
+        };
+        written.push(node.modified_index);
+        if i % 50 == 0 {
+            put(&c, "/elsewhere", "noise");
+        }
+    }
+    let streamed: Vec<Event> = written.iter().map(|_| next_event(&watch)).collect();
+    let streamed_requests = watch_requests(&etcd) - before;
+    let indexes: Vec<u64> = streamed.iter().map(|e| e.node.modified_index).collect();
+    assert_eq!(indexes, written, "every change once, in order");
+    assert!(
+        watch
+            .events()
+            .recv_timeout(Duration::from_millis(200))
+            .is_err(),
+        "nothing more"
+    );
+    let last = *written.last().expect("changes were written");
+    let before_polls = watch_requests(&etcd);
+    let polled = long_poll_changes(&etcd, "/s", start + 1, last);
+    let poll_requests = watch_requests(&etcd) - before_polls;
+    assert_eq!(
+        streamed.iter().map(change).collect::<Vec<_>>(),
+        polled,
+        "the stream and the long-polls saw different changes"
+    );
+    eprintln!(
+        "{} changes under /s: {streamed_requests} streamed watch requests, {poll_requests} \
+         long-polls",
+        written.len()
+    );
+    // One stream carries up to etcd's watcher buffer; a re-arm that finds changes already in
+    // the history takes one request each, as a long-poll does.
+    assert!(
+        streamed_requests * 5 <= written.len() as u64,
+        "{streamed_requests} watch requests for {} changes",
+        written.len()
+    );
+}
+
+/// A stream on the watched key itself: etcd hands a stream the removal of the key (file or
+/// directory) twice; the watch reports it once, as a long-poll does, and goes on.
+#[test]
+fn a_removed_watched_key_is_reported_once() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let c = etcd.client();
+    put(&c, "/r/dir/x", "1");
+    let file = put(&c, "/r/file", "1").modified_index;
+    let baseline = live_watchers(&etcd);
+    let dir_watch = c.watch("/r/dir", 0);
+    let file_watch = c.watch("/r/file", file + 1);
+    wait_armed(&etcd, baseline + 1);
+    let dir_removed = delete(&c, "/r/dir", Precondition::None, true).unwrap();
+    let file_removed = delete(&c, "/r/file", Precondition::None, false).unwrap();
+    let dir_again = put(&c, "/r/dir/y", "2").modified_index;
+    let file_again = put(&c, "/r/file", "2").modified_index;
+    let indexes =
+        |watch: &Watch| [next_event(watch), next_event(watch)].map(|e| e.node.modified_index);
+    assert_eq!(indexes(&dir_watch), [dir_removed, dir_again]);
+    assert_eq!(indexes(&file_watch), [file_removed, file_again]);
+    for watch in [&dir_watch, &file_watch] {
+        assert!(
+            watch
+                .events()
+                .recv_timeout(Duration::from_millis(300))
+                .is_err()
+        );
+    }
+}
+
+/// A watch far behind etcd's index catches up from the history (one change per request, as
+/// etcd answers those without a watcher) while changes keep coming, and sees each once, in
+/// order.
+#[test]
+fn a_watch_behind_catches_up_from_history_in_order() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let c = etcd.client();
+    let start = put(&c, "/h/first", "0").modified_index;
+    let mut written: Vec<u64> = (0..300)
+        .map(|i| put(&c, &format!("/h/{}", i % 13), &i.to_string()).modified_index)
+        .collect();
+    let watch = c.watch("/h", start + 1);
+    let writer = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            (0..300)
+                .map(|i| {
+                    put(&c, "/elsewhere", "noise");
+                    put(&c, &format!("/h/late/{}", i % 5), &i.to_string()).modified_index
+                })
+                .collect::<Vec<u64>>()
+        })
+    };
+    written.extend(writer.join().expect("the writer"));
+    let seen: Vec<u64> = written
+        .iter()
+        .map(|_| next_event(&watch).node.modified_index)
+        .collect();
+    assert_eq!(seen, written);
+    assert!(
+        watch
+            .events()
+            .recv_timeout(Duration::from_millis(200))
+            .is_err()
+    );
+}
+
+/// A consumer too slow for etcd's watcher buffer: etcd drops the stream's watcher and stops
+/// feeding the stream without closing it. The stream ends after the buffered changes instead of
+/// going silent until its timeout, and the watch resumes after them from the history: nothing
+/// is lost.
+#[test]
+fn a_consumer_too_slow_for_etcd_loses_nothing() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    // Big values fill the socket buffers between etcd and the stalled reader, so that etcd's
+    // own buffer of 100 changes overflows.
+    const CHANGES: usize = 1000;
+    let big = "v".repeat(16 * 1024);
+    let c = EtcdClient::new(EtcdConfig {
+        watch_poll_timeout: Duration::from_secs(120),
+        ..etcd.config()
+    })
+    .unwrap();
+    let start = put(&c, "/slow/first", "0").modified_index;
+    let baseline = live_watchers(&etcd);
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
+    let (ended_tx, ended) = crossbeam_channel::bounded(1);
+    let stream_client = c.clone();
+    std::thread::spawn(move || {
+        let mut first = Vec::new();
+        let end = stream_client.watch_stream("/slow", start + 1, &mut |event| {
+            if first.is_empty() {
+                // Stall on the first change until every write is done.
+                let _ = released.recv();
+            }
+            first.push(event.node.modified_index);
+            true
+        });
+        let _ = ended_tx.send((end, first));
+    });
+    wait_armed(&etcd, baseline);
+    let written: Vec<u64> = (0..CHANGES)
+        .map(|i| put(&c, &format!("/slow/{}", i % 10), &big).modified_index)
+        .collect();
+    // etcd dropped the stream's watcher: the overflow really happened.
+    let since = std::time::Instant::now();
+    while live_watchers(&etcd) > baseline {
+        assert!(
+            since.elapsed() < PATIENCE,
+            "etcd kept the slow stream's watcher"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(release);
+    let (end, first) = ended
+        .recv_timeout(PATIENCE)
+        .expect("the stream went silent instead of ending");
+    let end = end.unwrap_or_else(|f| panic!("the stream failed: {f}"));
+    assert!(
+        (1..=ETCD_WATCHER_BUFFER).contains(&first.len()),
+        "{} changes on one stream",
+        first.len()
+    );
+    assert_eq!(first, written[..first.len()], "the stream's changes");
+    assert_eq!(end.next_index, first[first.len() - 1] + 1);
+    // The rest comes from the history.
+    let watch = c.watch("/slow", end.next_index);
+    let rest: Vec<u64> = written[first.len()..]
+        .iter()
+        .map(|_| next_event(&watch).node.modified_index)
+        .collect();
+    assert_eq!(rest, written[first.len()..]);
+    eprintln!(
+        "slow consumer: {} changes on the stalled stream, {} caught up after it",
+        first.len(),
+        rest.len()
     );
 }
 
@@ -545,7 +845,14 @@ fn basic_auth_against_etcd_with_auth_enabled() {
         .unwrap()
     };
     let root = with("s3cret");
-    put(&root, "/auth/k", "v");
+    let first = put(&root, "/auth/k", "v");
+    // Streamed watches carry the credentials too, also when catching up from the history.
+    let behind = root.watch("/auth", first.modified_index);
+    assert_eq!(next_event(&behind).node.value.as_deref(), Some("v"));
+    for v in ["2", "3", "4"] {
+        put(&root, "/auth/other", v);
+        assert_eq!(next_event(&behind).node.value.as_deref(), Some(v));
+    }
     assert_eq!(
         get(&root, "/auth/k", false).unwrap().0.value.as_deref(),
         Some("v")
@@ -771,8 +1078,14 @@ fn tls_with_a_ca_and_a_client_certificate() {
         Some("secure")
     );
     let watch = c.watch("/tls", node.modified_index + 1);
-    put(&c, "/tls/k", "again");
-    assert_eq!(next_event(&watch).node.value.as_deref(), Some("again"));
+    // Several changes on one stream, and a watch catching up from the history, over TLS.
+    let behind = c.watch("/tls", node.modified_index);
+    assert_eq!(next_event(&behind).node.value.as_deref(), Some("secure"));
+    for v in ["again", "and", "again"] {
+        put(&c, "/tls/k", v);
+        assert_eq!(next_event(&watch).node.value.as_deref(), Some(v));
+        assert_eq!(next_event(&behind).node.value.as_deref(), Some(v));
+    }
 
     let certs = etcd.certs().unwrap().clone();
     let with_tls = |tls: TlsFiles| {

@@ -3,6 +3,7 @@
 use super::config::{ConfigError, EtcdConfig, tls_config};
 use super::wire::{self, Answer, Call, Method, Transient, WatchAnswer};
 use flt_core::registry::{Event, Failure, Reply, Request};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,14 +36,27 @@ struct Inner {
     preferred: AtomicUsize,
 }
 
-/// One step of a watch: see [`EtcdClient::watch_poll`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One long-poll's answer: see [`EtcdClient::long_poll`].
 #[allow(clippy::large_enum_variant)] // one value per long-poll: boxing would buy nothing
-pub enum WatchPoll {
+enum WatchPoll {
     /// A change under the prefix. Poll again from `event.node.modified_index + 1`.
     Event(Event),
-    /// No change before the poll ended. Poll again from `next_index`.
-    Idle { next_index: u64 },
+    /// No change before the poll ended.
+    Idle,
+}
+
+/// How one streamed watch ended: see [`EtcdClient::watch_stream`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Watch again from here: after the last change delivered or, if none came, after the index
+    /// etcd had when it armed the watch.
+    pub next_index: u64,
+    /// Changes handed to the consumer.
+    pub delivered: usize,
+    /// The consumer asked to stop.
+    pub stopped: bool,
+    /// The last change came from etcd's history: etcd registered no watcher.
+    behind: bool,
 }
 
 /// How one HTTP exchange failed before an answer was read.
@@ -92,6 +106,15 @@ fn is_timeout(error: &ureq::Error) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether a body read failed by running out of time (ureq wraps its own timeouts).
+fn io_timed_out(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
+        || error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(is_timeout)
 }
 
 /// Idle connections kept for reuse: fltd's etcd call threads plus its watches.
@@ -193,7 +216,7 @@ impl EtcdClient {
     }
 
     /// Carries out a Get, Put or Delete. A Watch is refused here: use [`EtcdClient::watch`] or
-    /// [`EtcdClient::watch_poll`].
+    /// [`EtcdClient::watch_stream`].
     pub fn call(&self, request: &Request) -> Result<Reply, Failure> {
         let call = wire::build_call(request, self.inner.config.quorum_reads)?;
         let timeout = self.inner.config.request_timeout;
@@ -254,17 +277,170 @@ impl EtcdClient {
         Err(last)
     }
 
-    /// One long-poll for the first change under `prefix` (recursively) at index ≥ `wait_index`
-    /// (0: the next change from now). Waits at most [`EtcdConfig::watch_poll_timeout`]; an empty
-    /// answer or a poll that ran out of time is [`WatchPoll::Idle`], not a failure. Fails with
-    /// [`Failure::HistoryLost`] when etcd no longer holds the history from `wait_index` (its
-    /// error 401): re-read, then poll from the read's index + 1. Tries each endpoint in turn;
-    /// fails with [`Failure::Unreachable`] only when none answered.
-    pub fn watch_poll(&self, prefix: &str, wait_index: u64) -> Result<WatchPoll, Failure> {
+    /// Follows every change under `prefix` (recursively) from index `wait_index` (0: from now)
+    /// on one streamed request (etcd's `stream=true`), handing each change to `deliver`, in
+    /// index order, each once, as it comes: a busy prefix costs a request per up to
+    /// [`ETCD_WATCHER_BUFFER`] changes instead of one per change. It delivers what a sequence of
+    /// long-polls from `wait_index` would. It ends (an end is not a failure: watch again from
+    /// [`StreamEnd::next_index`]) after [`EtcdConfig::watch_poll_timeout`], when etcd closes
+    /// it, when `deliver` returns false, or after [`ETCD_WATCHER_BUFFER`] lines (etcd drops a
+    /// stream's watcher whose buffer of that many undelivered changes overflows, without closing
+    /// the stream: a longer stream could go silent while changes are missed).
+    ///
+    /// A watch behind etcd's index is answered from etcd's history with one change and no
+    /// watcher (the stream would carry nothing more), so re-arming after it chases a busy prefix
+    /// one request per change. Instead it then arms a stream from now, catches up to the index
+    /// that stream was armed at with long-polls (a fixed number of changes), and goes on with
+    /// the stream.
+    ///
+    /// Fails with [`Failure::HistoryLost`] when etcd no longer holds the history from
+    /// `wait_index` (its error 401): re-read, then watch from the read's index + 1. Tries each
+    /// endpoint in turn; fails with [`Failure::Unreachable`] only when none answered.
+    pub fn watch_stream(
+        &self,
+        prefix: &str,
+        wait_index: u64,
+        deliver: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<StreamEnd, Failure> {
+        let (armed_at, mut response) = self.open_stream(prefix, wait_index)?;
+        let end = read_stream(
+            prefix,
+            wait_index,
+            armed_at,
+            response.body_mut().as_reader(),
+            deliver,
+        );
+        drop(response);
+        if end.stopped || !end.behind {
+            return Ok(end);
+        }
+        self.catch_up(prefix, end, deliver)
+    }
+
+    /// Goes on from `end` (a change from etcd's history) with a stream armed now, after
+    /// catching up to the index it was armed at with long-polls.
+    fn catch_up(
+        &self,
+        prefix: &str,
+        mut end: StreamEnd,
+        deliver: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<StreamEnd, Failure> {
+        end.behind = false;
+        // What was delivered stays delivered: after a transient failure the caller watches
+        // again from `end.next_index`, and meets the failure there if it lasts.
+        let transient = |failure: Failure, end: StreamEnd| match failure {
+            Failure::Unreachable(_) | Failure::Timeout => Ok(end),
+            failure => Err(failure),
+        };
+        let (live_from, mut live) = match self.open_stream(prefix, 0) {
+            Ok(opened) => opened,
+            Err(failure) => return transient(failure, end),
+        };
+        let Some(armed) = live_from else {
+            return Ok(end);
+        };
+        while end.next_index <= armed {
+            let poll = match self.long_poll(prefix, end.next_index) {
+                Ok(poll) => poll,
+                Err(failure) => return transient(failure, end),
+            };
+            match poll {
+                WatchPoll::Event(event) => {
+                    // Past `armed` it is the live stream's first change, too: the next one in
+                    // order either way (the stream's copy is skipped as already delivered).
+                    let live_change = event.node.modified_index > armed;
+                    end.next_index = event.node.modified_index + 1;
+                    end.delivered += 1;
+                    if !deliver(event) {
+                        end.stopped = true;
+                        return Ok(end);
+                    }
+                    if live_change {
+                        break;
+                    }
+                }
+                // Nothing since `end.next_index`, up to the poll's timeout.
+                WatchPoll::Idle => break,
+            }
+        }
+        let rest = read_stream(
+            prefix,
+            end.next_index,
+            live_from,
+            live.body_mut().as_reader(),
+            deliver,
+        );
+        Ok(StreamEnd {
+            delivered: end.delivered + rest.delivered,
+            ..rest
+        })
+    }
+
+    /// Arms a streamed watch at `wait_index` on the first endpoint that accepts it: etcd's index
+    /// when it armed it (the `X-Etcd-Index` header) and the answer, its body not yet read.
+    fn open_stream(
+        &self,
+        prefix: &str,
+        wait_index: u64,
+    ) -> Result<(Option<u64>, ureq::http::Response<ureq::Body>), Failure> {
         let call = Call {
             method: Method::Get,
             key: prefix.to_string(),
-            query: wire::watch_query(wait_index),
+            query: wire::watch_query(wait_index, true),
+            form: Vec::new(),
+            idempotent: true,
+        };
+        let timeout = self.inner.config.watch_poll_timeout;
+        let mut last = Failure::Unreachable("no endpoint tried".to_string());
+        for endpoint in self.endpoint_order() {
+            let mut response = match self.send(endpoint, &call, timeout) {
+                Ok(response) => response,
+                Err(TransportError::Timeout) => {
+                    // etcd flushes the headers as soon as the watch is armed: no headers in
+                    // time means this endpoint is not serving.
+                    last = Failure::Timeout;
+                    continue;
+                }
+                Err(TransportError::NotSent(why) | TransportError::Broken(why)) => {
+                    last = Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")));
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let armed_at = etcd_index(&response);
+            if (200..300).contains(&status) {
+                self.inner.preferred.store(endpoint, Ordering::Relaxed);
+                return Ok((armed_at, response));
+            }
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_string()
+                .unwrap_or_default();
+            match wire::parse_watch(wait_index, status, armed_at, &body) {
+                WatchAnswer::Failed(failure) => return Err(failure),
+                WatchAnswer::Retry(Transient(why)) => {
+                    last = Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")));
+                }
+                WatchAnswer::Event(_) | WatchAnswer::Idle { .. } => {
+                    last = Failure::Unreachable(format!(
+                        "{}: watch answered {status}",
+                        self.url(endpoint, "")
+                    ));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// One long-poll (no stream) for the first change under `prefix` at index ≥ `wait_index`:
+    /// an empty answer or a poll that ran out of time is [`WatchPoll::Idle`], not a failure.
+    fn long_poll(&self, prefix: &str, wait_index: u64) -> Result<WatchPoll, Failure> {
+        let call = Call {
+            method: Method::Get,
+            key: prefix.to_string(),
+            query: wire::watch_query(wait_index, false),
             form: Vec::new(),
             idempotent: true,
         };
@@ -298,9 +474,9 @@ impl EtcdClient {
                     self.inner.preferred.store(endpoint, Ordering::Relaxed);
                     return Ok(WatchPoll::Event(event));
                 }
-                WatchAnswer::Idle { next_index } => {
+                WatchAnswer::Idle { .. } => {
                     self.inner.preferred.store(endpoint, Ordering::Relaxed);
-                    return Ok(WatchPoll::Idle { next_index });
+                    return Ok(WatchPoll::Idle);
                 }
                 WatchAnswer::Failed(failure) => return Err(failure),
                 WatchAnswer::Retry(Transient(why)) => {
@@ -337,6 +513,29 @@ impl EtcdClient {
         call: &Call,
         timeout: Duration,
     ) -> Result<Exchange, TransportError> {
+        let mut response = self.send(endpoint, call, timeout)?;
+        let status = response.status().as_u16();
+        let etcd_index = etcd_index(&response);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string();
+        Ok(Exchange {
+            status,
+            etcd_index,
+            body,
+        })
+    }
+
+    /// Sends one call to one endpoint; the answer's status and headers must arrive within the
+    /// request timeout (see [`EtcdClient::exchange`]), its body within `timeout`.
+    fn send(
+        &self,
+        endpoint: usize,
+        call: &Call,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, TransportError> {
         let url = self.url(endpoint, &call.key);
         let header_timeout = self.inner.config.request_timeout.min(timeout);
         let agent = &self.inner.agent;
@@ -377,24 +576,106 @@ impl EtcdClient {
                     .send_form(call.form.iter().map(|(k, v)| (*k, v.as_str())))
             }
         };
-        let mut response = result.map_err(classify)?;
-        let status = response.status().as_u16();
-        let etcd_index = response
-            .headers()
-            .get("X-Etcd-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string();
-        Ok(Exchange {
-            status,
-            etcd_index,
-            body,
-        })
+        result.map_err(classify)
     }
+}
+
+/// How many changes etcd 3.4 buffers for one watcher (`eventChan` in its v2 store's
+/// `watcher_hub.go`). When one more comes while the buffer is full, etcd drops the watcher but
+/// leaves its stream open: the buffered changes arrive, then nothing more.
+pub const ETCD_WATCHER_BUFFER: usize = 100;
+
+/// Reads one streamed watch answer (JSON lines) armed at `wait_index` when etcd's index was
+/// `armed_at`: see [`EtcdClient::watch_stream`] for when it ends.
+fn read_stream(
+    prefix: &str,
+    wait_index: u64,
+    armed_at: Option<u64>,
+    body: impl Read,
+    deliver: &mut dyn FnMut(Event) -> bool,
+) -> StreamEnd {
+    // A watch "from now" starts after the index it was armed at; etcd answers none of it from
+    // history, so that start is safe to resume from whatever happens.
+    let start = match (wait_index, armed_at) {
+        (0, Some(armed)) => armed + 1,
+        _ => wait_index,
+    };
+    let mut end = StreamEnd {
+        next_index: start,
+        delivered: 0,
+        stopped: false,
+        behind: false,
+    };
+    let mut lines = BufReader::new(body);
+    let mut line = String::new();
+    let mut received = 0;
+    while received < ETCD_WATCHER_BUFFER {
+        line.clear();
+        match lines.read_line(&mut line) {
+            Ok(0) => return end.idle(armed_at),
+            Err(e) if io_timed_out(&e) => return end.idle(armed_at),
+            // A broken connection may have cut off a change: resume from the last one
+            // delivered (a dead endpoint then fails the next request).
+            Err(_) => return end,
+            Ok(_) if !line.ends_with('\n') => return end,
+            Ok(_) if line.trim().is_empty() => continue,
+            Ok(_) => received += 1,
+        }
+        let event = match wire::parse_watch(end.next_index, 200, None, &line) {
+            WatchAnswer::Event(event) => event,
+            WatchAnswer::Failed(failure) => {
+                log::warn!("watch of {prefix}: {failure} in its stream; watching again");
+                return end;
+            }
+            WatchAnswer::Idle { .. } | WatchAnswer::Retry(_) => {
+                log::warn!("watch of {prefix}: unreadable line {line:?}; watching again");
+                return end;
+            }
+        };
+        let index = event.node.modified_index;
+        // etcd hands a stream watching a key that is removed the removal twice (once as the
+        // removed node's watcher, once on the path to the key); a long-poll sees it once.
+        if index < end.next_index {
+            log::debug!("watch of {prefix}: change {index} again; skipped");
+            continue;
+        }
+        end.next_index = index + 1;
+        end.delivered += 1;
+        if !deliver(event) {
+            end.stopped = true;
+            return end;
+        }
+        // A change at or below etcd's index at arming came from its history: etcd registered
+        // no watcher, so the stream will carry nothing more.
+        if armed_at.is_none_or(|armed| index <= armed) {
+            end.behind = true;
+            return end;
+        }
+    }
+    end
+}
+
+impl StreamEnd {
+    /// The end of a stream that was cut off by nothing: with no change delivered, nothing
+    /// under the prefix changed since it was armed.
+    fn idle(self, armed_at: Option<u64>) -> StreamEnd {
+        match armed_at {
+            Some(armed) if self.delivered == 0 => StreamEnd {
+                next_index: self.next_index.max(armed + 1),
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
+/// The `X-Etcd-Index` header: etcd's index when it answered (or armed a watch).
+fn etcd_index(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("X-Etcd-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -438,6 +719,88 @@ mod tests {
             local.iter().all(|a| a.ends_with(":2379")) && !local.is_empty(),
             "{local:?}"
         );
+    }
+
+    fn set_line(index: u64) -> String {
+        format!(
+            r#"{{"action":"set","node":{{"key":"/p/k","value":"v{index}","modifiedIndex":{index},"createdIndex":{index}}}}}"#
+        ) + "\n"
+    }
+
+    /// Reads `body` as a stream armed at `wait_index` when etcd was at `armed_at`; returns the
+    /// indexes delivered and how it ended.
+    fn read(wait_index: u64, armed_at: Option<u64>, body: &str) -> (Vec<u64>, StreamEnd) {
+        let mut seen = Vec::new();
+        let end = read_stream("/p", wait_index, armed_at, body.as_bytes(), &mut |e| {
+            seen.push(e.node.modified_index);
+            true
+        });
+        (seen, end)
+    }
+
+    #[test]
+    fn a_stream_delivers_each_change_once_and_resumes_after_the_last() {
+        let dir_removed = r#"{"action":"delete","node":{"key":"/p","dir":true,"modifiedIndex":13,"createdIndex":4},"prevNode":{"key":"/p","dir":true,"modifiedIndex":4,"createdIndex":4}}"#;
+        // etcd sends the removal of the watched directory itself twice.
+        let body = format!(
+            "{}\n{}{dir_removed}\n{dir_removed}\n{}",
+            set_line(11),
+            set_line(12),
+            set_line(14)
+        );
+        let (seen, end) = read(5, Some(10), &body);
+        assert_eq!(seen, [11, 12, 13, 14]);
+        assert_eq!((end.next_index, end.delivered, end.stopped), (15, 4, false));
+        assert!(!end.behind);
+    }
+
+    #[test]
+    fn a_stream_ends_after_a_change_from_history() {
+        // Armed at 10 from 5: change 7 came from the history, and no watcher is registered.
+        let body = set_line(7) + &set_line(11);
+        let (seen, end) = read(5, Some(10), &body);
+        assert_eq!(seen, [7]);
+        assert_eq!((end.next_index, end.behind), (8, true));
+        // Without the header every change may be from the history.
+        let (seen, end) = read(5, None, &body);
+        assert_eq!((seen, end.next_index), (vec![7], 8));
+    }
+
+    #[test]
+    fn a_stream_ends_after_as_many_lines_as_etcd_buffers() {
+        let body: String = (11..11 + 2 * ETCD_WATCHER_BUFFER as u64)
+            .map(set_line)
+            .collect();
+        let (seen, end) = read(11, Some(10), &body);
+        let last = 10 + ETCD_WATCHER_BUFFER as u64;
+        assert_eq!(seen, (11..=last).collect::<Vec<_>>());
+        assert_eq!(
+            (end.next_index, end.delivered),
+            (last + 1, ETCD_WATCHER_BUFFER)
+        );
+    }
+
+    #[test]
+    fn an_idle_stream_resumes_after_the_index_it_was_armed_at() {
+        assert_eq!(read(5, Some(10), "").1.next_index, 11);
+        assert_eq!(read(0, Some(10), "\n").1.next_index, 11);
+        assert_eq!(read(20, Some(10), "").1.next_index, 20);
+        assert_eq!(read(5, None, "").1.next_index, 5);
+        // A line cut off (the connection broke) is not delivered, and nothing is skipped.
+        let (seen, end) = read(5, Some(10), &set_line(11)[..20]);
+        assert_eq!((seen.len(), end.next_index), (0, 5));
+        // A watch from now starts after the arming index even then.
+        assert_eq!(read(0, Some(10), &set_line(11)[..20]).1.next_index, 11);
+        // An unreadable line ends the stream where it was.
+        let (seen, end) = read(5, Some(10), &(set_line(11) + "{oops\n" + &set_line(12)));
+        assert_eq!((seen, end.next_index), (vec![11], 12));
+    }
+
+    #[test]
+    fn a_stream_stops_when_the_consumer_says_so() {
+        let body = set_line(11) + &set_line(12);
+        let end = read_stream("/p", 11, Some(10), body.as_bytes(), &mut |_| false);
+        assert_eq!((end.next_index, end.delivered, end.stopped), (12, 1, true));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! - [`EtcdClient`]: one call at a time from any thread. [`EtcdClient::call`] carries out a
 //!   core [`Request`](flt_core::registry::Request) (Get, Put, Delete) and returns its
 //!   [`Reply`](flt_core::registry::Reply) or [`Failure`](flt_core::registry::Failure);
-//!   [`EtcdClient::watch_poll`] is one watch long-poll; [`EtcdClient::watch`] runs a [`Watch`]
-//!   on its own thread.
+//!   [`EtcdClient::watch_stream`] follows one streamed watch; [`EtcdClient::watch`] runs a
+//!   [`Watch`] on its own thread, one stream after another.
 //! - [`RegistryDriver`]: what fltd wires to the core: `(OpId, Request)` in, [`Response`]s out on
 //!   a crossbeam channel.
 //!
@@ -34,7 +34,7 @@ mod driver;
 mod watch;
 mod wire;
 
-pub use client::{EtcdClient, WatchPoll};
+pub use client::{ETCD_WATCHER_BUFFER, EtcdClient, StreamEnd};
 pub use config::{BasicAuth, ConfigError, EtcdConfig, TlsFiles};
 pub use driver::{IDLE_WORKER_LIFETIME, MIN_WORKERS, RegistryDriver};
 pub use watch::Watch;

@@ -1,13 +1,15 @@
 //! [`Watch`]: a thread that follows one prefix and streams its changes into a channel.
 
-use super::client::{EtcdClient, WatchPoll};
+use super::client::EtcdClient;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use flt_core::registry::{Event, Failure};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// First pause after a failed poll; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A stream shorter than this that brought nothing counts as a failed attempt.
+const MIN_STREAM: Duration = Duration::from_millis(100);
 
 /// A running watch. Changes arrive on [`Watch::events`] in index order, each exactly once; the
 /// stream ends after one `Err` (the watch cannot go on) or when the watch is cancelled.
@@ -17,8 +19,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// It ends with [`Failure::HistoryLost`] when etcd has forgotten that index (more than 1000
 /// changes since), and with [`Failure::Rejected`] when etcd refuses it (e.g. bad credentials).
 ///
-/// Dropping or cancelling stops it; the thread itself exits when its current long-poll returns
-/// (at most [`super::EtcdConfig::watch_poll_timeout`] later) and sends nothing more.
+/// It follows etcd's streamed watches (see [`EtcdClient::watch_stream`]): one request carries
+/// many changes until it ends (after [`super::EtcdConfig::watch_poll_timeout`] at the latest),
+/// then the next one resumes after the last change delivered. What it delivers is what a
+/// sequence of long-polls would report.
+///
+/// Dropping or cancelling stops it; the thread itself exits when its stream next delivers or
+/// ends (at most [`super::EtcdConfig::watch_poll_timeout`] later) and sends nothing more.
 #[derive(Debug)]
 pub struct Watch {
     events: Receiver<Result<Event, Failure>>,
@@ -60,17 +67,24 @@ pub(crate) fn follow(
     let mut index = from_index;
     let mut backoff = MIN_BACKOFF;
     while !cancelled(cancel) {
-        match client.watch_poll(prefix, index) {
-            Ok(WatchPoll::Event(event)) => {
-                backoff = MIN_BACKOFF;
-                index = event.node.modified_index + 1;
-                if cancelled(cancel) || !deliver(Ok(event)) {
-                    return;
+        let started = Instant::now();
+        let mut consumer = |event| !cancelled(cancel) && deliver(Ok(event));
+        let result = client.watch_stream(prefix, index, &mut consumer);
+        match result {
+            Ok(end) if end.stopped => return,
+            // A stream that ended at once with nothing in it (etcd shutting down?) is retried
+            // after the backoff, not in a busy loop.
+            Ok(end) if end.delivered == 0 && started.elapsed() < MIN_STREAM => {
+                index = end.next_index;
+                match cancel.recv_timeout(backoff) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
                 }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Ok(WatchPoll::Idle { next_index }) => {
+            Ok(end) => {
                 backoff = MIN_BACKOFF;
-                index = next_index;
+                index = end.next_index;
             }
             Err(failure @ (Failure::Unreachable(_) | Failure::Timeout)) => {
                 // Warn once per outage, not once per retry.

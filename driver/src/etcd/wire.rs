@@ -138,12 +138,16 @@ pub(crate) fn build_call(request: &Request, quorum: bool) -> Result<Call, Failur
     }
 }
 
-/// The query of one watch long-poll at `wait_index` (0: from now).
-pub(crate) fn watch_query(wait_index: u64) -> Vec<(&'static str, String)> {
+/// The query of one watch from `wait_index` (0: from now): streamed (every change on one
+/// answer) or a long-poll (the first change only).
+pub(crate) fn watch_query(wait_index: u64, stream: bool) -> Vec<(&'static str, String)> {
     let mut query = vec![
         ("wait", "true".to_string()),
         ("recursive", "true".to_string()),
     ];
+    if stream {
+        query.push(("stream", "true".to_string()));
+    }
     if wait_index > 0 {
         query.push(("waitIndex", wait_index.to_string()));
     }
