@@ -12,11 +12,11 @@ pub struct EtcdConfig {
     pub endpoints: Vec<String>,
     /// Time allowed for one get, put or delete on one endpoint (`etcd_request_timeout`).
     pub request_timeout: Duration,
-    /// How long one watch long-poll may wait for an event before it is re-armed (default 5 min).
+    /// How long one streamed watch request may stay open before it is re-armed (default 5 min).
     /// Separate from `request_timeout`, which would otherwise cut every idle watch short. Each
     /// re-arm is one request per watch: with a dozen watches per host, a short period would be
-    /// most of an idle cluster's etcd traffic. A lost connection ends the poll at once; only a
-    /// silently dead one waits this long (and the followers' resync covers it).
+    /// most of an idle cluster's etcd traffic. A lost connection ends the request at once; only
+    /// a silently dead one waits this long (and the followers' resync covers it).
     pub watch_poll_timeout: Duration,
     /// Read through the raft leader (`quorum=true`), so a read never goes back in time.
     pub quorum_reads: bool,
