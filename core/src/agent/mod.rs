@@ -309,6 +309,11 @@ pub struct Agent {
     current: BTreeMap<String, CurrentUnit>,
     /// systemd's latest word on each unit.
     observed: BTreeMap<String, UnitObserved>,
+    /// Counts the watch reports ([`Input::UnitObserved`]); per unit, the count at its latest.
+    watch_reports: u64,
+    watched_at: BTreeMap<String, u64>,
+    /// `ListUnits` requests in flight, with the watch report count when each was sent.
+    lists_sent: BTreeMap<OpId, u64>,
     inventory_known: bool,
     desired_known: bool,
     /// The sources changed: decode them again.
@@ -359,6 +364,9 @@ impl Agent {
             desired: DesiredState::default(),
             current: BTreeMap::new(),
             observed: BTreeMap::new(),
+            watch_reports: 0,
+            watched_at: BTreeMap::new(),
+            lists_sent: BTreeMap::new(),
             inventory_known: false,
             desired_known: false,
             schedule_dirty: false,
@@ -519,7 +527,12 @@ impl Agent {
         match input {
             Input::Registry(response) => self.on_registry(response, now),
             Input::Systemd(reply) => self.on_systemd(reply.id, reply.result, now),
-            Input::UnitObserved(unit) => self.observe(unit),
+            Input::UnitObserved(unit) => {
+                self.watch_reports += 1;
+                self.watched_at
+                    .insert(unit.name.clone(), self.watch_reports);
+                self.observe(unit);
+            }
             Input::Inventory(units) => self.on_inventory(units),
         }
         self.drive(now);
@@ -689,14 +702,25 @@ impl Agent {
             Owner::Task => self.on_task_result(id, result, now),
             Owner::ListUnits => match result {
                 Ok(SystemdOutcome::Units(units)) => {
+                    // The watch reports come from another connection: one that arrived after
+                    // this list was sent may be newer than the list's answer (and the watch
+                    // will not repeat it), so it wins.
+                    let sent = self.lists_sent.remove(&id).unwrap_or(0);
                     for unit in units {
-                        self.observe(unit);
+                        if self.watched_at.get(&unit.name).is_none_or(|&at| at <= sent) {
+                            self.observe(unit);
+                        }
                     }
                 }
-                Ok(SystemdOutcome::Done | SystemdOutcome::Loaded { .. }) => {}
-                Err(failure) => self.io.event(Event::SystemdQueryFailed {
-                    error: failure.to_string(),
-                }),
+                Ok(SystemdOutcome::Done | SystemdOutcome::Loaded { .. }) => {
+                    self.lists_sent.remove(&id);
+                }
+                Err(failure) => {
+                    self.lists_sent.remove(&id);
+                    self.io.event(Event::SystemdQueryFailed {
+                        error: failure.to_string(),
+                    });
+                }
             },
             _ => {}
         }
@@ -781,14 +805,17 @@ impl Agent {
         // Late signals about units unloaded since.
         let current = &self.current;
         self.observed.retain(|name, _| current.contains_key(name));
+        self.watched_at.retain(|name, _| current.contains_key(name));
         self.schedule_dirty = true;
         self.list_units(self.current.keys().cloned().collect(), now);
     }
 
     fn list_units(&mut self, names: Vec<String>, now: Instant) {
         if !names.is_empty() && self.inventory_known {
-            self.io
+            let id = self
+                .io
                 .systemd(Owner::ListUnits, SystemdRequest::ListUnits { names }, now);
+            self.lists_sent.insert(id, self.watch_reports);
         }
     }
 

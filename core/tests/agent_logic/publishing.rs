@@ -109,3 +109,52 @@ fn a_launched_unit_is_published_once_started() {
         Some("inactive".into())
     );
 }
+
+/// Seen on a real host: the agent's own `ListUnits` (after a batch, or at a resync) answered
+/// with a state older than a watch report that arrived meanwhile (the watch runs on another
+/// connection). Applied last, the stale answer was published and stuck: the watch does not
+/// repeat a state it already reported. A watch report newer than the list request wins.
+#[test]
+fn a_list_answer_older_than_a_watch_report_does_not_win() {
+    use flt_core::agent::{Command, SystemdOutcome, SystemdReply, SystemdRequest};
+    let mut w = World::empty();
+    w.start();
+    w.schedule("a.service", &unit("/bin/a"), Launched);
+    let state = |w: &World| {
+        w.published("a.service")
+            .map(|(active, sub, _)| (active, sub))
+    };
+    assert_eq!(state(&w), Some(("active".into(), "running".into())));
+    // Run to the agent's resync, which lists its units, and hold that list request.
+    let list = loop {
+        let (at, _) = w.agent.poll_timeout().expect("a timeout");
+        w.now = at;
+        w.agent.handle_timeout(at);
+        let mut list = None;
+        while let Some(command) = w.agent.poll_command() {
+            match command {
+                Command::Systemd {
+                    id,
+                    request: SystemdRequest::ListUnits { .. },
+                } => list = Some(id),
+                Command::Systemd { id, request } => w.systemd.answer(id, request),
+                Command::Registry { id, request } => w.etcd.handle(w.now, id, request),
+            }
+        }
+        if let Some(id) = list {
+            break id;
+        }
+        w.pump();
+    };
+    // The unit stops; the watch reports it, then the list's answer (read before) arrives.
+    let stopped = UnitObserved::new("a.service", "loaded", "inactive", "dead");
+    w.agent.handle_input(Input::UnitObserved(stopped), w.now);
+    let stale = UnitObserved::new("a.service", "loaded", "active", "running");
+    let reply = SystemdReply {
+        id: list,
+        result: Ok(SystemdOutcome::Units(vec![stale])),
+    };
+    w.agent.handle_input(Input::Systemd(reply), w.now);
+    w.pump();
+    assert_eq!(state(&w), Some(("inactive".into(), "dead".into())));
+}
