@@ -395,14 +395,8 @@ impl EtcdClient {
         for endpoint in self.endpoint_order() {
             let mut response = match self.send(endpoint, &call, timeout) {
                 Ok(response) => response,
-                Err(TransportError::Timeout) => {
-                    // etcd flushes the headers as soon as the watch is armed: no headers in
-                    // time means this endpoint is not serving.
-                    last = Failure::Timeout;
-                    continue;
-                }
-                Err(TransportError::NotSent(why) | TransportError::Broken(why)) => {
-                    last = Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")));
+                Err(e) => {
+                    last = self.watch_transport_failure(endpoint, e);
                     continue;
                 }
             };
@@ -434,6 +428,18 @@ impl EtcdClient {
         Err(last)
     }
 
+    /// What a watch request that got no answer from `endpoint` reports (the next endpoint is
+    /// tried: a watch changes nothing). etcd flushes a watch's headers as soon as it is armed,
+    /// so no headers in time means the endpoint is not serving.
+    fn watch_transport_failure(&self, endpoint: usize, error: TransportError) -> Failure {
+        match error {
+            TransportError::Timeout => Failure::Timeout,
+            TransportError::NotSent(why) | TransportError::Broken(why) => {
+                Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")))
+            }
+        }
+    }
+
     /// One long-poll (no stream) for the first change under `prefix` at index ≥ `wait_index`:
     /// an empty answer or a poll that ran out of time is [`WatchPoll::Idle`], not a failure.
     fn long_poll(&self, prefix: &str, wait_index: u64) -> Result<WatchPoll, Failure> {
@@ -449,14 +455,8 @@ impl EtcdClient {
         for endpoint in self.endpoint_order() {
             let exchange = match self.exchange(endpoint, &call, timeout) {
                 Ok(exchange) => exchange,
-                Err(TransportError::Timeout) => {
-                    // etcd flushes the headers as soon as the watch is armed: no headers in
-                    // time means this endpoint is not serving.
-                    last = Failure::Timeout;
-                    continue;
-                }
-                Err(TransportError::NotSent(why) | TransportError::Broken(why)) => {
-                    last = Failure::Unreachable(format!("{}: {why}", self.url(endpoint, "")));
+                Err(e) => {
+                    last = self.watch_transport_failure(endpoint, e);
                     continue;
                 }
             };
