@@ -1,7 +1,8 @@
 //! API listing latency and fltd memory: one real test host (systemd as PID 1) and a real etcd,
-//! fltd started by the shipped unit files. fltd's RSS is read idle with an empty registry; then
-//! N units (desired state `inactive`, each with its own unit file) and N unit states (spread over
-//! ten machines that do not exist, so that no agent tidies them away) are written straight into
+//! fltd started by the shipped unit files. fltd's RSS is read idle (70 s after start: the etcd
+//! call workers of its start-up have ended) with an empty registry; then N units (desired state
+//! `inactive`, each with its own unit file) and N unit states (spread over ten machines with a
+//! presence record but no agent, so that no agent tidies them away) are written straight into
 //! etcd in fltd's key layout; once the API shows them all, full listings of `/flt/v1/units` and
 //! `/flt/v1/state` through every page are timed from outside, over the API's unix socket, one
 //! connection per page as fltctl does it; fltd's RSS is read again at the end.
