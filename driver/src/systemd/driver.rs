@@ -181,22 +181,21 @@ fn serve(
         } = request
         {
             // The agent sends a batch's loads together: link them in one call.
-            let mut loads = vec![(id, name, contents)];
-            while loads.len() < MAX_LOADS_AT_ONCE {
-                match requests.try_recv() {
-                    Ok(SystemdRequest::Load {
+            let loads = gather(
+                (id, name, contents),
+                requests,
+                &mut next,
+                MAX_LOADS_AT_ONCE,
+                |request| match request {
+                    SystemdRequest::Load {
                         id,
                         name,
                         contents,
                         enable: false,
-                    }) => loads.push((id, name, contents)),
-                    Ok(other) => {
-                        next = Some(other);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
+                    } => Ok((id, name, contents)),
+                    other => Err(other),
+                },
+            );
             if !serve_loads(
                 &mut client,
                 &mut watcher,
@@ -305,11 +304,7 @@ fn serve_loads(
     loads_new_units: &mut Option<bool>,
     events: &Sender<SystemdEvent>,
 ) -> bool {
-    if !client.is_connected()
-        && let Err(e) = client.reconnect()
-    {
-        log::info!("systemd connection lost; reconnecting failed: {e}");
-    }
+    reconnect_if_lost(client);
     let units: Vec<(&str, &str)> = loads
         .iter()
         .map(|(_, name, contents)| (name.as_str(), contents.as_str()))
@@ -356,19 +351,52 @@ fn gather_jobs(
     requests: &Receiver<SystemdRequest>,
     next: &mut Option<SystemdRequest>,
 ) -> Vec<(OpId, JobMethod, String)> {
-    let mut jobs = vec![first];
-    while jobs.len() < MAX_JOBS_AT_ONCE {
-        match requests.try_recv() {
-            Ok(SystemdRequest::Start { id, name }) => jobs.push((id, JobMethod::Start, name)),
-            Ok(SystemdRequest::Stop { id, name }) => jobs.push((id, JobMethod::Stop, name)),
-            Ok(other) => {
+    gather(
+        first,
+        requests,
+        next,
+        MAX_JOBS_AT_ONCE,
+        |request| match request {
+            SystemdRequest::Start { id, name } => Ok((id, JobMethod::Start, name)),
+            SystemdRequest::Stop { id, name } => Ok((id, JobMethod::Stop, name)),
+            other => Err(other),
+        },
+    )
+}
+
+/// `first` and the requests queued right behind it that `take` accepts, up to `max`; the
+/// first request `take` hands back goes to `next`, to be served after these.
+fn gather<T>(
+    first: T,
+    requests: &Receiver<SystemdRequest>,
+    next: &mut Option<SystemdRequest>,
+    max: usize,
+    take: impl Fn(SystemdRequest) -> Result<T, SystemdRequest>,
+) -> Vec<T> {
+    let mut gathered = vec![first];
+    while gathered.len() < max {
+        let Ok(request) = requests.try_recv() else {
+            break;
+        };
+        match take(request) {
+            Ok(item) => gathered.push(item),
+            Err(other) => {
                 *next = Some(other);
                 break;
             }
-            Err(_) => break,
         }
     }
-    jobs
+    gathered
+}
+
+/// Before a batch: replaces a connection known to be lost (a failure is logged; each call
+/// then fails on its own and is answered so).
+fn reconnect_if_lost(client: &mut SystemdClient) {
+    if !client.is_connected()
+        && let Err(e) = client.reconnect()
+    {
+        log::info!("systemd connection lost; reconnecting failed: {e}");
+    }
 }
 
 /// Serves several starts/stops with pipelined calls, then answers each in order. A call the
@@ -379,11 +407,7 @@ fn serve_jobs(
     jobs: &[(OpId, JobMethod, String)],
     events: &Sender<SystemdEvent>,
 ) -> bool {
-    if !client.is_connected()
-        && let Err(e) = client.reconnect()
-    {
-        log::info!("systemd connection lost; reconnecting failed: {e}");
-    }
+    reconnect_if_lost(client);
     let calls: Vec<(JobMethod, &str)> = jobs
         .iter()
         .map(|(_, method, name)| (*method, name.as_str()))
@@ -391,10 +415,7 @@ fn serve_jobs(
     let results = client.unit_jobs(&calls);
     for ((id, method, name), result) in jobs.iter().zip(results) {
         let result = match result {
-            Err(e)
-                if e.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
-                    || !client.is_connected() =>
-            {
+            Err(e) if connection_lost(client, &e) => {
                 log::info!("systemd connection lost ({e}); reconnecting");
                 call(client, |c| match method {
                     JobMethod::Start => c.start_unit(name),
@@ -442,6 +463,12 @@ fn reload_needed(client: &SystemdClient, name: &str, loads_new_units: &mut Optio
     })
 }
 
+/// Whether `error` came from a broken connection (the call may be repeated on a new one).
+fn connection_lost(client: &SystemdClient, error: &SystemdError) -> bool {
+    error.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
+        || !client.is_connected()
+}
+
 /// Runs `f`, reconnecting first if the connection is known to be lost. A call that finds the
 /// connection broken is retried once on a new one: every request here is safe to repeat
 /// (rewrite + link, stop, start with "replace", reads).
@@ -453,10 +480,7 @@ fn call<T>(
         client.reconnect()?;
     }
     match f(client) {
-        Err(e)
-            if e.dbus_error_name() == Some("org.freedesktop.DBus.Error.Disconnected")
-                || !client.is_connected() =>
-        {
+        Err(e) if connection_lost(client, &e) => {
             log::info!("systemd connection lost ({e}); reconnecting");
             client.reconnect()?;
             f(client)
