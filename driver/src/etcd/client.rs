@@ -383,13 +383,7 @@ impl EtcdClient {
         prefix: &str,
         wait_index: u64,
     ) -> Result<(Option<u64>, ureq::http::Response<ureq::Body>), Failure> {
-        let call = Call {
-            method: Method::Get,
-            key: prefix.to_string(),
-            query: wire::watch_query(wait_index, true),
-            form: Vec::new(),
-            idempotent: true,
-        };
+        let call = wire::watch_call(prefix, wait_index, true);
         let timeout = self.inner.config.watch_poll_timeout;
         let mut last = Failure::Unreachable("no endpoint tried".to_string());
         for endpoint in self.endpoint_order() {
@@ -406,12 +400,7 @@ impl EtcdClient {
                 self.inner.preferred.store(endpoint, Ordering::Relaxed);
                 return Ok((armed_at, response));
             }
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_BODY)
-                .read_to_string()
-                .unwrap_or_default();
+            let body = read_body(&mut response).unwrap_or_default();
             match wire::parse_watch(wait_index, status, armed_at, &body) {
                 WatchAnswer::Failed(failure) => return Err(failure),
                 WatchAnswer::Retry(Transient(why)) => {
@@ -443,13 +432,7 @@ impl EtcdClient {
     /// One long-poll (no stream) for the first change under `prefix` at index ≥ `wait_index`:
     /// an empty answer or a poll that ran out of time is [`WatchPoll::Idle`], not a failure.
     fn long_poll(&self, prefix: &str, wait_index: u64) -> Result<WatchPoll, Failure> {
-        let call = Call {
-            method: Method::Get,
-            key: prefix.to_string(),
-            query: wire::watch_query(wait_index, false),
-            form: Vec::new(),
-            idempotent: true,
-        };
+        let call = wire::watch_call(prefix, wait_index, false);
         let timeout = self.inner.config.watch_poll_timeout;
         let mut last = Failure::Unreachable("no endpoint tried".to_string());
         for endpoint in self.endpoint_order() {
@@ -516,11 +499,7 @@ impl EtcdClient {
         let mut response = self.send(endpoint, call, timeout)?;
         let status = response.status().as_u16();
         let etcd_index = etcd_index(&response);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string();
+        let body = read_body(&mut response);
         Ok(Exchange {
             status,
             etcd_index,
@@ -667,6 +646,15 @@ impl StreamEnd {
             _ => self,
         }
     }
+}
+
+/// An answer's whole body, up to [`MAX_BODY`].
+fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<String, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_string()
 }
 
 /// The `X-Etcd-Index` header: etcd's index when it answered (or armed a watch).

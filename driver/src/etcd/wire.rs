@@ -138,9 +138,9 @@ pub(crate) fn build_call(request: &Request, quorum: bool) -> Result<Call, Failur
     }
 }
 
-/// The query of one watch from `wait_index` (0: from now): streamed (every change on one
-/// answer) or a long-poll (the first change only).
-pub(crate) fn watch_query(wait_index: u64, stream: bool) -> Vec<(&'static str, String)> {
+/// One watch of `prefix` (recursive) from `wait_index` (0: from now): streamed (every change
+/// on one answer) or a long-poll (the first change only).
+pub(crate) fn watch_call(prefix: &str, wait_index: u64, stream: bool) -> Call {
     let mut query = vec![
         ("wait", "true".to_string()),
         ("recursive", "true".to_string()),
@@ -151,7 +151,13 @@ pub(crate) fn watch_query(wait_index: u64, stream: bool) -> Vec<(&'static str, S
     if wait_index > 0 {
         query.push(("waitIndex", wait_index.to_string()));
     }
-    query
+    Call {
+        method: Method::Get,
+        key: prefix.to_string(),
+        query,
+        form: Vec::new(),
+        idempotent: true,
+    }
 }
 
 #[derive(Deserialize)]
