@@ -7,6 +7,14 @@ fn sleep_options_json() -> &'static str {
     r#"[{"section":"Service","name":"ExecStart","value":"/bin/sleep 100"}]"#
 }
 
+/// A PUT body with `desiredState` and the options of [`sleep_unit`].
+fn launch_body(desired_state: &str) -> String {
+    format!(
+        r#"{{"desiredState":"{desired_state}","options":{}}}"#,
+        sleep_options_json()
+    )
+}
+
 fn sleep_unit() -> UnitFile {
     UnitFile::from_options(vec![unit::UnitOption::new(
         "Service",
@@ -195,10 +203,7 @@ fn create_new_unit() {
         }
     );
     assert_eq!(d.status(), 201);
-    let body = format!(
-        r#"{{"desiredState":"launched","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("launched");
     assert!(matches!(
         put("a.service", &body, None).unwrap(),
         PutDecision::Create {
@@ -230,10 +235,7 @@ fn create_needs_options_and_valid_ones() {
 #[test]
 fn create_refuses_bad_desired_state_and_active_templates() {
     // fleet answered 500 for a bad state on create; flt says 400.
-    let body = format!(
-        r#"{{"desiredState":"running","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("running");
     assert_eq!(
         err("a.service", &body, None),
         (
@@ -242,24 +244,15 @@ fn create_refuses_bad_desired_state_and_active_templates() {
         )
     );
     // fleet let a template be created launched; flt refuses it.
-    let body = format!(
-        r#"{{"desiredState":"launched","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("launched");
     assert_eq!(
         err("hello@.service", &body, None),
         (400, r#"cannot activate template "hello@.service""#.into())
     );
-    let body = format!(
-        r#"{{"desiredState":"inactive","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("inactive");
     assert!(put("hello@.service", &body, None).is_ok());
     // An instance is an ordinary unit.
-    let body = format!(
-        r#"{{"desiredState":"launched","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("launched");
     assert!(put("hello@1.service", &body, None).is_ok());
 }
 
@@ -315,10 +308,7 @@ fn update_desired_state_of_existing_unit() {
     );
     assert_eq!(d.status(), 204);
     // Identical options count as no options.
-    let body = format!(
-        r#"{{"desiredState":"inactive","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("inactive");
     assert_eq!(
         put("a.service", &body, Some(&found)).unwrap(),
         PutDecision::SetDesiredState {
@@ -366,10 +356,7 @@ fn update_errors() {
 /// exists from before the rule manageable.
 #[test]
 fn a_leading_underscore_is_refused_for_new_units_only() {
-    let body = format!(
-        r#"{{"desiredState":"launched","options":{}}}"#,
-        sleep_options_json()
-    );
+    let body = launch_body("launched");
     assert_eq!(
         err("_x.service", &body, None),
         (
