@@ -954,7 +954,7 @@ impl Agent {
         }
         let changing = tasks
             .iter()
-            .filter(|t| matches!(t.kind, TaskKind::StartUnit | TaskKind::StopUnit))
+            .filter(|t| t.kind.starts_or_stops())
             .map(|t| t.unit.clone())
             .collect();
         self.batch = Some(Batch {
@@ -1078,7 +1078,7 @@ impl Agent {
             return;
         };
         let Running { task, hash } = running;
-        if matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+        if task.kind.starts_or_stops() {
             batch.changing.remove(&task.unit);
         }
         match result {
@@ -1109,7 +1109,7 @@ impl Agent {
                 }
                 // What a start or stop changes, systemd reports (and a report that came while
                 // it was pending waits in `publish_names`).
-                if !matches!(task.kind, TaskKind::StartUnit | TaskKind::StopUnit) {
+                if !task.kind.starts_or_stops() {
                     self.publish_names.insert(name.clone());
                 }
                 self.io.event(Event::TaskDone { task });

@@ -17,6 +17,11 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// A start or a stop: what it changes, systemd reports (the agent publishes that).
+    pub fn starts_or_stops(self) -> bool {
+        matches!(self, TaskKind::StartUnit | TaskKind::StopUnit)
+    }
+
     /// fleet's name for the task type, as logged.
     pub fn as_str(self) -> &'static str {
         match self {
