@@ -3,7 +3,9 @@
 //! fleet re-read the whole registry for every request, so listing 10,000 units page by page
 //! took a minute. The front end instead follows `P/job`, `P/unit`, `P/machines` and
 //! `P/unit-states` with one [`PrefixFollower`] each (one read, then one watch), and answers every
-//! read at once from that view. Writes are registry requests; their answers are applied to the
+//! read at once from that view. Beside an engine ([`ApiConfig::engine_fed`]), the first three
+//! come from the engine's followers instead ([`ApiFront::handle_shared`]), so that an fltd
+//! watches each directory once. Writes are registry requests; their answers are applied to the
 //! view before the HTTP answer goes out, so a client reads its own writes.
 //!
 //! Sans-IO like the rest of the core. Inputs: [`ApiFront::handle_request`] (an HTTP request,
@@ -43,6 +45,7 @@ use super::routes::{
 use super::units_put::{
     ExistingUnit, MAX_BODY_BYTES, PutDecision, PutError, decide_put, decode_put,
 };
+use crate::engine::{SHARED_DIRS, SharedFollow};
 use crate::registry::records::{JobRecord, TargetState, UnitFileRecord, UnitStateRecord};
 use crate::registry::view::{ClusterView, Dir, JobEntry, UnitStatesView};
 use crate::registry::{
@@ -69,6 +72,10 @@ pub struct ApiConfig {
     pub follow: FollowConfig,
     /// Seed for the followers' jitter.
     pub seed: u64,
+    /// `P/job`, `P/unit` and `P/machines` come from an engine's followers
+    /// ([`ApiFront::handle_shared`], [`crate::engine::EngineConfig::share_view`]) instead of
+    /// watches of this front end's own; `P/unit-states` it always follows itself.
+    pub engine_fed: bool,
 }
 
 impl Default for ApiConfig {
@@ -79,6 +86,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(5),
             follow: FollowConfig::default(),
             seed: 0,
+            engine_fed: false,
         }
     }
 }
@@ -172,6 +180,16 @@ struct Followed {
     synced: bool,
 }
 
+/// A directory an engine follows for this front end ([`ApiConfig::engine_fed`]).
+#[derive(Debug)]
+struct Fed {
+    dir: Dir,
+    prefix: String,
+    /// The engine's follower's index after the last thing it passed on.
+    index: u64,
+    synced: bool,
+}
+
 /// What a failed step means for the HTTP answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StepKind {
@@ -204,6 +222,7 @@ pub struct ApiFront {
     view: ClusterView,
     states: UnitStatesView,
     followed: Vec<Followed>,
+    fed: Vec<Fed>,
     writes: BTreeMap<OpId, Write>,
     /// Keys (or directories) written by this front end, with the write's index: a watch event
     /// for them that is not newer is stale (the view already has the write). Forgotten once the
@@ -228,9 +247,25 @@ impl ApiFront {
             (Source::Cluster(Dir::Machines), ks.machines_dir()),
             (Source::UnitStates, ks.unit_states_dir()),
         ];
+        let fed: Vec<Fed> = if config.engine_fed {
+            SHARED_DIRS
+                .into_iter()
+                .map(|dir| Fed {
+                    dir,
+                    prefix: dir.key(&ks),
+                    index: 0,
+                    synced: false,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let followed = sources
             .into_iter()
             .enumerate()
+            .filter(|(_, (source, _))| {
+                !matches!(source, Source::Cluster(dir) if fed.iter().any(|f| f.dir == *dir))
+            })
             .map(|(i, (source, prefix))| Followed {
                 source,
                 follower: PrefixFollower::new(
@@ -249,6 +284,7 @@ impl ApiFront {
             config,
             ids,
             followed,
+            fed,
             writes: BTreeMap::new(),
             own_writes: BTreeMap::new(),
             unit_names: None,
@@ -268,7 +304,7 @@ impl ApiFront {
 
     /// True once every followed prefix has been read once: until then every path is 503.
     pub fn is_ready(&self) -> bool {
-        self.followed.iter().all(|f| f.synced)
+        self.followed.iter().all(|f| f.synced) && self.fed.iter().all(|f| f.synced)
     }
 
     pub fn view(&self) -> &ClusterView {
@@ -391,6 +427,23 @@ impl ApiFront {
         }
     }
 
+    /// What the engine's follower of a directory this front end does not follow itself learnt
+    /// ([`ApiConfig::engine_fed`]); anything else is ignored.
+    pub fn handle_shared(&mut self, shared: SharedFollow) {
+        if self.stopped {
+            return;
+        }
+        let Some(fed) = self.fed.iter_mut().find(|f| f.dir == shared.dir) else {
+            return;
+        };
+        fed.index = shared.index;
+        if matches!(shared.event, FollowEvent::Snapshot { .. }) {
+            fed.synced = true;
+        }
+        self.take_in(Source::Cluster(shared.dir), shared.event);
+        self.forget_own_writes();
+    }
+
     /// Stops: no more requests to the registry; requests are answered 503.
     pub fn shutdown(&mut self) {
         self.stopped = true;
@@ -404,42 +457,63 @@ impl ApiFront {
     // ---- internals: the view ----
 
     fn collect_follower_output(&mut self) {
+        let mut learnt = Vec::new();
         for f in &mut self.followed {
             while let Some((id, request)) = f.follower.poll_command() {
                 self.commands.push_back(ApiCommand { id, request });
             }
             while let Some(event) = f.follower.poll_event() {
-                if matches!(f.source, Source::Cluster(Dir::Jobs | Dir::Units)) {
-                    self.unit_names = None;
+                if matches!(event, FollowEvent::Snapshot { .. }) {
+                    f.synced = true;
                 }
-                match (f.source, event) {
-                    (Source::Cluster(dir), FollowEvent::Snapshot { node, index }) => {
-                        self.view.apply_read(dir, Some(&node), index);
-                        f.synced = true;
-                    }
-                    (Source::UnitStates, FollowEvent::Snapshot { node, index }) => {
-                        self.states.apply_read(Some(&node), index);
-                        f.synced = true;
-                    }
-                    (_, FollowEvent::Change(event)) if is_stale(&self.own_writes, &event) => {}
-                    (Source::Cluster(_), FollowEvent::Change(event)) => {
-                        self.view.apply_event(&event);
-                    }
-                    (Source::UnitStates, FollowEvent::Change(event)) => {
-                        self.states.apply_event(&event);
-                    }
-                }
+                learnt.push((f.source, event));
             }
         }
-        if !self.own_writes.is_empty() {
-            let followed = &self.followed;
-            self.own_writes.retain(|key, index| {
-                followed
-                    .iter()
-                    .filter(|f| is_under(key, f.follower.prefix()))
-                    .any(|f| f.follower.index() < *index)
-            });
+        for (source, event) in learnt {
+            self.take_in(source, event);
         }
+        self.forget_own_writes();
+    }
+
+    /// Applies what a follower (this front end's or the engine's) learnt to the view.
+    fn take_in(&mut self, source: Source, event: FollowEvent) {
+        if matches!(source, Source::Cluster(Dir::Jobs | Dir::Units)) {
+            self.unit_names = None;
+        }
+        match (source, event) {
+            (Source::Cluster(dir), FollowEvent::Snapshot { node, index }) => {
+                self.view.apply_read(dir, Some(&node), index);
+            }
+            (Source::UnitStates, FollowEvent::Snapshot { node, index }) => {
+                self.states.apply_read(Some(&node), index);
+            }
+            (_, FollowEvent::Change(event)) if is_stale(&self.own_writes, &event) => {}
+            (Source::Cluster(_), FollowEvent::Change(event)) => {
+                self.view.apply_event(&event);
+            }
+            (Source::UnitStates, FollowEvent::Change(event)) => {
+                self.states.apply_event(&event);
+            }
+        }
+    }
+
+    /// Forgets the own writes that every feed of their key has passed.
+    fn forget_own_writes(&mut self) {
+        if self.own_writes.is_empty() {
+            return;
+        }
+        let feeds: Vec<(&str, u64)> = self
+            .followed
+            .iter()
+            .map(|f| (f.follower.prefix(), f.follower.index()))
+            .chain(self.fed.iter().map(|f| (f.prefix.as_str(), f.index)))
+            .collect();
+        self.own_writes.retain(|key, index| {
+            feeds
+                .iter()
+                .filter(|(prefix, _)| is_under(key, prefix))
+                .any(|(_, seen)| *seen < *index)
+        });
     }
 
     /// Read-your-writes: what a successful write did, applied as if its watch event had come.

@@ -20,5 +20,8 @@ mod scheduler_tests;
 pub use lease::{ENGINE_VERSION, LeaseState};
 pub use metrics::EngineMetrics;
 pub use plan::{Plan, Rejection, Task, Unplaceable, UnplaceableReason, UnscheduleReason, plan};
-pub use scheduler::{Command, ENGINE_COMPONENT, Engine, EngineConfig, EngineEvent, EngineTimer};
+pub use scheduler::{
+    Command, ENGINE_COMPONENT, Engine, EngineConfig, EngineEvent, EngineTimer, SHARED_DIRS,
+    SharedFollow,
+};
 pub use snapshot::{ClusterSnapshot, MachineSnapshot, UnitSnapshot};

@@ -70,6 +70,10 @@ pub struct EngineConfig {
     pub presence_bound: bool,
     /// See `presence_bound` (default 0.5 s; fltd uses agent_ttl / 6).
     pub presence_margin: Duration,
+    /// Hand what the followers of `P/job`, `P/unit` and `P/machines` learn to
+    /// [`Engine::poll_shared`] too, for an API front end that follows them through this engine
+    /// instead of with watches of its own (fltd: one watch per directory, not two).
+    pub share_view: bool,
 }
 
 impl EngineConfig {
@@ -88,6 +92,7 @@ impl EngineConfig {
             use_watches: true,
             presence_bound: false,
             presence_margin: Duration::from_millis(500),
+            share_view: false,
         }
     }
 
@@ -242,6 +247,19 @@ impl FollowerOutput<'_> {
     }
 }
 
+/// What a follower of a directory the engine shares ([`EngineConfig::share_view`]) learnt, in
+/// order: apply it to a view as the follower's own output; `index` is the follower's index
+/// once it was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedFollow {
+    pub dir: Dir,
+    pub event: FollowEvent,
+    pub index: u64,
+}
+
+/// The directories an engine shares with an API front end.
+pub const SHARED_DIRS: [Dir; 3] = [Dir::Jobs, Dir::Units, Dir::Machines];
+
 /// Which follower a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Followed {
@@ -272,6 +290,8 @@ pub struct Engine {
     lease_follower: Option<PrefixFollower>,
     /// Followers' requests in flight (and running watches), for routing answers and metrics.
     follow_ops: BTreeMap<OpId, (Followed, &'static str)>,
+    /// What the shared directories' followers learnt, until [`Engine::poll_shared`].
+    shared: VecDeque<SharedFollow>,
     lease: LeaseState,
     lease_op: Option<OpId>,
     version_too_new: bool,
@@ -341,6 +361,7 @@ impl Engine {
             synced: BTreeSet::new(),
             lease_follower: None,
             follow_ops: BTreeMap::new(),
+            shared: VecDeque::new(),
             lease: LeaseState::Follower { leader: None },
             lease_op: None,
             version_too_new: false,
@@ -424,6 +445,11 @@ impl Engine {
 
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    /// The next thing a shared directory's follower learnt ([`EngineConfig::share_view`]).
+    pub fn poll_shared(&mut self) -> Option<SharedFollow> {
+        self.shared.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<EngineEvent> {
@@ -626,9 +652,17 @@ impl Engine {
             follow_ops: &mut self.follow_ops,
             commands: &mut self.commands,
         };
+        let share = self.config.share_view;
         for (dir, follower) in &mut self.followers {
             out.send(follower, Followed::Dir(*dir));
             while let Some(event) = follower.poll_event() {
+                if share && SHARED_DIRS.contains(dir) {
+                    self.shared.push_back(SharedFollow {
+                        dir: *dir,
+                        event: event.clone(),
+                        index: follower.index(),
+                    });
+                }
                 match event {
                     FollowEvent::Snapshot { node, index } => {
                         self.view.apply_read(*dir, Some(&node), index);

@@ -21,11 +21,12 @@
 //! ```
 //!
 //! Registry answers go to the component whose [`OpIdGen`] component number the id carries
-//! (engine 1, agent 2, API 3). The engine and the API front end each keep their own view of
-//! `P/job`, `P/unit` and `P/machines` (the engine's is fed by its own reads and watches; the
-//! front end's also takes in its own writes at once): a node with an engine therefore holds
-//! three more watches than strictly needed. Sharing one view would mean feeding the engine from
-//! outside, which its state machine does not support today.
+//! (engine 1, agent 2, API 3). With an engine (and watches), the API front end follows
+//! `P/job`, `P/unit` and `P/machines` through the engine's followers: the node hands it what
+//! they learn ([`Engine::poll_shared`] into [`ApiFront::handle_shared`]), so each directory is
+//! read and watched once per fltd, not twice, and every change reaches each fltd once. Each
+//! keeps its own view (the front end's also takes in its own writes at once, so a client reads
+//! what it wrote). Without an engine the front end follows them itself.
 //!
 //! The agent and the API front end start at once and independently: each creates the
 //! directories it follows if they are missing, so none waits for another. The engine starts once
@@ -127,7 +128,14 @@ impl NodeConfig {
         // engines may take its lease over as soon as its machine leaves the cluster.
         config.presence_bound = true;
         config.presence_margin = self.agent_ttl / 6;
+        config.share_view = self.engine_feeds_api();
         config
+    }
+
+    /// Whether the API front end follows `P/job`, `P/unit` and `P/machines` through the
+    /// engine's watches instead of its own (see the module docs).
+    fn engine_feeds_api(&self) -> bool {
+        !self.disable_engine && !self.disable_watches
     }
 
     /// The API front end's part.
@@ -142,6 +150,7 @@ impl NodeConfig {
                 ..FollowConfig::default()
             },
             seed: self.seed.wrapping_add(2),
+            engine_fed: self.engine_feeds_api(),
         }
     }
 }
@@ -275,7 +284,23 @@ impl Node {
             Input::Inventory(units) => self.agent.handle_input(agent::Input::Inventory(units), now),
         }
         self.start_engine_once_registered(now);
+        self.feed_api();
         self.sync_presence(now);
+    }
+
+    /// Hands the API front end what the engine's shared followers learnt.
+    fn feed_api(&mut self) {
+        let Some(engine) = &mut self.engine else {
+            return;
+        };
+        let mut fed = false;
+        while let Some(shared) = engine.poll_shared() {
+            self.api.handle_shared(shared);
+            fed = true;
+        }
+        if fed {
+            self.note_api_ready();
+        }
     }
 
     /// Tells the engine until when this machine's presence surely exists.
@@ -294,6 +319,7 @@ impl Node {
         self.api.handle_timeout(now);
         self.note_api_ready();
         self.start_engine_once_registered(now);
+        self.feed_api();
         self.sync_presence(now);
     }
 

@@ -5,7 +5,7 @@ use flt_core::api::front::{API_COMPONENT, ApiRequest, ApiRequestId, ApiResponse}
 use flt_core::engine::EngineEvent;
 use flt_core::node::{Command, Event, Input, Node, NodeConfig};
 use flt_core::registry::records::{JobRecord, UnitFileRecord};
-use flt_core::registry::{Keyspace, OpIdGen};
+use flt_core::registry::{Keyspace, OpIdGen, Request};
 use flt_core::time::Instant;
 use flt_core::unit::UnitFile;
 use serde_json::{Value, json};
@@ -338,8 +338,9 @@ fn shutdown_releases_the_lease_and_cancels_the_api_watches() {
     c.advance(Duration::from_secs(3));
     let ks = Keyspace::default();
     assert!(c.etcd.exists(&ks.engine_lease()));
+    // Its own watch of P/unit-states (jobs, units and machines come through the engine's).
     let watches = c.node.api().watch_ids();
-    assert_eq!(watches.len(), 4);
+    assert_eq!(watches.len(), 1);
     c.node.shutdown(c.now);
     c.pump();
     assert!(c.node.is_stopped());
@@ -350,6 +351,104 @@ fn shutdown_releases_the_lease_and_cancels_the_api_watches() {
         "a plain stop leaves presence to expire"
     );
     assert_eq!(c.request("GET", "/flt/v1/units", "").status, 503);
+}
+
+#[test]
+fn the_api_front_end_follows_jobs_units_and_machines_through_the_engine() {
+    let mut c = Cluster::new(config());
+    c.advance(Duration::from_secs(3));
+    let ks = Keyspace::default();
+    // Each directory is watched once by this node, not once per component.
+    let watches = |c: &Cluster, dir: &str| {
+        c.etcd
+            .log
+            .iter()
+            .filter(
+                |(_, request)| matches!(request, Request::Watch { prefix, .. } if prefix == dir),
+            )
+            .count()
+    };
+    for dir in [ks.jobs_dir(), ks.units_dir(), ks.machines_dir()] {
+        assert_eq!(watches(&c, &dir), 1, "watches of {dir}");
+    }
+    let states = ks.unit_states_dir();
+    assert_eq!(watches(&c, &states), 1, "the front end's own watch");
+    assert!(c.node.api().is_ready());
+    // A unit another node writes reaches the API through the engine's watches.
+    let file = UnitFile::parse("[Service]\nExecStart=/bin/hello\n").expect("unit");
+    let hash = file.hash();
+    let raw = serde_json::to_string(&UnitFileRecord {
+        raw: file.serialize(),
+    })
+    .expect("json");
+    let job = serde_json::to_string(&JobRecord {
+        name: "hello.service".into(),
+        unit_hash: hash.0,
+    })
+    .expect("json");
+    c.etcd.set(c.now, &ks.unit(&hash), &raw);
+    c.etcd.set(c.now, &ks.job_object("hello.service"), &job);
+    c.etcd
+        .set(c.now, &ks.job_target_state("hello.service"), "inactive");
+    c.pump();
+    assert_eq!(
+        c.get_json("/flt/v1/units/hello.service")["desiredState"],
+        "inactive"
+    );
+    // The front end's own write is read back at once, before any watch event.
+    let body = json!({"desiredState": "loaded"}).to_string();
+    let id = {
+        c.next_request += 1;
+        ApiRequestId(c.next_request)
+    };
+    let put = ApiRequest {
+        method: "PUT".into(),
+        path: "/flt/v1/units/hello.service".into(),
+        content_types: vec!["application/json".into()],
+        body: body.into_bytes(),
+    };
+    c.node.handle_api_request(id, put, c.now);
+    // Answer the write only: the watch events it causes stay queued.
+    let Some(Command::Registry {
+        id: write_id,
+        request,
+    }) = c.node.poll_command()
+    else {
+        panic!("the PUT sent no write");
+    };
+    assert!(OpIdGen::new(API_COMPONENT).owns(write_id));
+    c.etcd.handle(c.now, write_id, request);
+    let mut held = Vec::new();
+    while let Some(response) = c.etcd.next_response() {
+        if response.id == write_id {
+            c.node.handle_input(Input::Registry(response), c.now);
+        } else {
+            held.push(response);
+        }
+    }
+    assert!(!held.is_empty(), "the engine's watch saw the write");
+    assert_eq!(c.node.poll_api_response().map(|(_, a)| a.status), Some(204));
+    let id = {
+        c.next_request += 1;
+        ApiRequestId(c.next_request)
+    };
+    let get = ApiRequest {
+        method: "GET".into(),
+        path: "/flt/v1/units/hello.service".into(),
+        ..ApiRequest::default()
+    };
+    c.node.handle_api_request(id, get, c.now);
+    let (_, answer) = c.node.poll_api_response().expect("GET answered at once");
+    let unit: Value = serde_json::from_slice(&answer.body).expect("json");
+    assert_eq!(unit["desiredState"], "loaded");
+    for response in held {
+        c.node.handle_input(Input::Registry(response), c.now);
+    }
+    c.pump();
+    assert_eq!(
+        c.get_json("/flt/v1/units/hello.service")["desiredState"],
+        "loaded"
+    );
 }
 
 #[test]
