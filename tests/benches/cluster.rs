@@ -549,7 +549,10 @@ fn journal_lines(flt: &FltCluster, index: usize, from_us: u64, to_us: u64) -> Ve
 
 /// Where a failover's time goes: per surviving host, how many of each step its journal shows
 /// between the kill and the last moved unit's activation, and when the first and last were.
-fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
+/// Returns when (µs, `CLOCK_MONOTONIC`) the engine unscheduled the first unit: the moment the
+/// cluster acted on the dead machine's expired presence.
+fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) -> Option<u64> {
+    let mut first_unscheduled: Option<u64> = None;
     const STEPS: [(&str, &str); 7] = [
         ("unscheduled (engine)", "Unscheduled Job(bench-"),
         ("scheduled (engine)", "Scheduled Unit(bench-"),
@@ -568,6 +571,9 @@ fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
         let mut runs: Vec<(usize, usize, f64, f64)> = Vec::new();
         for (at, text) in journal_lines(flt, index, kill_us, last_us + 200_000) {
             let ms = (at - kill_us) as f64 / 1000.0;
+            if text.contains(STEPS[0].1) && first_unscheduled.is_none_or(|t| at < t) {
+                first_unscheduled = Some(at);
+            }
             for (step, (_, pattern)) in STEPS.iter().enumerate() {
                 // "task: type=" also ends "completed task: type=".
                 let begun = !pattern.starts_with("task:") || !text.contains("completed task:");
@@ -607,6 +613,7 @@ fn failover_trace(flt: &FltCluster, kill_us: u64, last_us: u64) {
             println!("      in order: {}", runs.join(" | "));
         }
     }
+    first_unscheduled
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -668,9 +675,19 @@ fn measure_launch(flt: &FltCluster, units: usize) -> Launch {
     }
 }
 
+/// Row 4: one host killed.
+#[derive(Clone, Copy)]
+struct Failover {
+    /// From the kill until every unit it ran is active on another host.
+    secs: f64,
+    moved: usize,
+    /// Of `secs`, the part after the engine acted on the expired presence (its first
+    /// unschedule): what flt spends; the part before is the presence TTL running out.
+    after_expiry: Option<f64>,
+}
+
 /// Row 4: kill host `victim`; time until every unit it ran is active on another host.
-/// Returns (seconds, units moved).
-fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> (f64, usize) {
+fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> Failover {
     let moved = active_units(flt, victim, LAUNCH_GLOB);
     let survivors: Vec<usize> = (0..flt.hosts())
         .filter(|&i| i != victim && flt.host(i).is_running())
@@ -735,11 +752,12 @@ fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> (f64, usiz
         );
     }
     let last = active.last().copied().unwrap_or(before);
-    failover_trace(flt, before, last);
-    (
-        last.saturating_sub(before) as f64 / 1_000_000.0,
-        moved.len(),
-    )
+    let acted = failover_trace(flt, before, last);
+    Failover {
+        secs: last.saturating_sub(before) as f64 / 1_000_000.0,
+        moved: moved.len(),
+        after_expiry: acted.map(|at| last.saturating_sub(at) as f64 / 1_000_000.0),
+    }
 }
 
 struct Column {
@@ -751,8 +769,8 @@ struct Column {
     put_retries: usize,
     idle_empty: Idle,
     idle_full: Idle,
-    failover_follower: (f64, usize),
-    failover_leader: Option<(f64, usize)>,
+    failover_follower: Failover,
+    failover_leader: Option<Failover>,
 }
 
 fn bench_cluster(hosts: usize, settings: &Settings) -> Column {
@@ -893,19 +911,31 @@ fn print_table(settings: &Settings, columns: &[Column]) {
         format!("{:.1}", c.launch.etcd_per_unit)
     });
     let failover_target = format!("< {}", settings.agent_ttl.as_secs() + 1);
+    let after_expiry = |f: &Failover| {
+        f.after_expiry
+            .map_or("?".to_string(), |s| format!("{s:.2}"))
+    };
     row("4. kill non-leader -> moved s", &failover_target, &|c| {
-        format!("{:.1}", c.failover_follower.0)
+        format!("{:.1}", c.failover_follower.secs)
+    });
+    row("   (after the expiry was seen s)", "", &|c| {
+        after_expiry(&c.failover_follower)
     });
     row("   (units moved)", "", &|c| {
-        c.failover_follower.1.to_string()
+        c.failover_follower.moved.to_string()
     });
     row("4. kill lease holder -> moved s", &failover_target, &|c| {
         c.failover_leader
-            .map_or("-".to_string(), |(s, _)| format!("{s:.1}"))
+            .map_or("-".to_string(), |f| format!("{:.1}", f.secs))
+    });
+    row("   (after the expiry was seen s)", "", &|c| {
+        c.failover_leader
+            .as_ref()
+            .map_or("-".to_string(), after_expiry)
     });
     row("   (units moved)", "", &|c| {
         c.failover_leader
-            .map_or("-".to_string(), |(_, n)| n.to_string())
+            .map_or("-".to_string(), |f| f.moved.to_string())
     });
     row("5. fltd CPU % idle mean/max", "", &|c| {
         format!(
