@@ -1,12 +1,12 @@
 //! An [`Engine`] on its own (as the simulator drives it) against the etcd model: it must not
 //! depend on anyone else having created the registry's directories.
 
+use crate::front_support::write_hello_unit;
 use crate::harness::Etcd;
 use flt_core::engine::{Engine, EngineConfig, EngineEvent};
 use flt_core::registry::Keyspace;
-use flt_core::registry::records::{JobRecord, MachineRecord, UnitFileRecord};
+use flt_core::registry::records::MachineRecord;
 use flt_core::time::Instant;
-use flt_core::unit::UnitFile;
 use std::time::Duration;
 
 struct World {
@@ -87,21 +87,7 @@ fn an_engine_alone_on_an_empty_registry_schedules_a_new_unit_within_one_reconcil
     })
     .expect("json");
     w.etcd.set(w.now, &ks.machine_object("m1"), &machine);
-    let file = UnitFile::parse("[Service]\nExecStart=/bin/hello\n").expect("unit");
-    let hash = file.hash();
-    let raw = serde_json::to_string(&UnitFileRecord {
-        raw: file.serialize(),
-    })
-    .expect("json");
-    let job = serde_json::to_string(&JobRecord {
-        name: "hello.service".into(),
-        unit_hash: hash.0,
-    })
-    .expect("json");
-    w.etcd.set(w.now, &ks.unit(&hash), &raw);
-    w.etcd.set(w.now, &ks.job_object("hello.service"), &job);
-    w.etcd
-        .set(w.now, &ks.job_target_state("hello.service"), "launched");
+    write_hello_unit(&mut w.etcd, w.now, "launched");
 
     w.advance(interval);
     assert!(w.scheduled("hello.service"), "{:?}", w.events);

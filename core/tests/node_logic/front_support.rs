@@ -190,3 +190,23 @@ pub fn error_of(answer: &ApiResponse) -> (u64, String) {
         v["error"]["message"].as_str().unwrap_or("").to_string(),
     )
 }
+
+/// What another node's API writes for `hello.service` (`ExecStart=/bin/hello`): the unit file,
+/// the job object and the desired state, straight into the etcd model.
+pub fn write_hello_unit(etcd: &mut Etcd, now: Instant, desired: &str) {
+    let ks = Keyspace::default();
+    let file = unit_file("/bin/hello");
+    let hash = file.hash();
+    let raw = serde_json::to_string(&UnitFileRecord {
+        raw: file.serialize(),
+    })
+    .expect("json");
+    let job = serde_json::to_string(&JobRecord {
+        name: "hello.service".into(),
+        unit_hash: hash.0,
+    })
+    .expect("json");
+    etcd.set(now, &ks.unit(&hash), &raw);
+    etcd.set(now, &ks.job_object("hello.service"), &job);
+    etcd.set(now, &ks.job_target_state("hello.service"), desired);
+}

@@ -1,13 +1,12 @@
 //! One `Node` (engine + agent + API front end) against the etcd and systemd models.
 
+use crate::front_support::write_hello_unit;
 use crate::harness::{Etcd, Systemd};
 use flt_core::api::front::{API_COMPONENT, ApiRequest, ApiRequestId, ApiResponse};
 use flt_core::engine::EngineEvent;
 use flt_core::node::{Command, Event, Input, Node, NodeConfig};
-use flt_core::registry::records::{JobRecord, UnitFileRecord};
 use flt_core::registry::{Keyspace, OpIdGen, Request};
 use flt_core::time::Instant;
-use flt_core::unit::UnitFile;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -375,21 +374,7 @@ fn the_api_front_end_follows_jobs_units_and_machines_through_the_engine() {
     assert_eq!(watches(&c, &states), 1, "the front end's own watch");
     assert!(c.node.api().is_ready());
     // A unit another node writes reaches the API through the engine's watches.
-    let file = UnitFile::parse("[Service]\nExecStart=/bin/hello\n").expect("unit");
-    let hash = file.hash();
-    let raw = serde_json::to_string(&UnitFileRecord {
-        raw: file.serialize(),
-    })
-    .expect("json");
-    let job = serde_json::to_string(&JobRecord {
-        name: "hello.service".into(),
-        unit_hash: hash.0,
-    })
-    .expect("json");
-    c.etcd.set(c.now, &ks.unit(&hash), &raw);
-    c.etcd.set(c.now, &ks.job_object("hello.service"), &job);
-    c.etcd
-        .set(c.now, &ks.job_target_state("hello.service"), "inactive");
+    write_hello_unit(&mut c.etcd, c.now, "inactive");
     c.pump();
     assert_eq!(
         c.get_json("/flt/v1/units/hello.service")["desiredState"],
@@ -480,21 +465,7 @@ fn the_engine_works_on_an_empty_registry_while_the_api_front_end_gets_no_answers
     );
     // Another node's API writes a unit (unit file, job object, desired state).
     let ks = Keyspace::default();
-    let file = UnitFile::parse("[Service]\nExecStart=/bin/hello\n").expect("unit");
-    let hash = file.hash();
-    let raw = serde_json::to_string(&UnitFileRecord {
-        raw: file.serialize(),
-    })
-    .expect("json");
-    let job = serde_json::to_string(&JobRecord {
-        name: "hello.service".into(),
-        unit_hash: hash.0,
-    })
-    .expect("json");
-    c.etcd.set(c.now, &ks.unit(&hash), &raw);
-    c.etcd.set(c.now, &ks.job_object("hello.service"), &job);
-    c.etcd
-        .set(c.now, &ks.job_target_state("hello.service"), "launched");
+    write_hello_unit(&mut c.etcd, c.now, "launched");
     // Seen through the engine's watches at once, not at its resync a minute later.
     c.advance(Duration::from_millis(500));
     assert_eq!(c.etcd.value(&ks.job_target("hello.service")), Some("m1"));
