@@ -392,9 +392,16 @@ pub fn hosts_list(indexes: &[usize]) -> String {
 
 /// Polls `probe` every 100 ms until it returns `Ok`, or panics saying what it waited for and
 /// the last value it saw.
-pub fn wait_for<T>(
+pub fn wait_for<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Result<T, String>) -> T {
+    wait_for_every(what, timeout, Duration::from_millis(100), probe)
+}
+
+/// [`wait_for`], polling every `interval` (a benchmark whose probe loads the hosts it measures
+/// polls less often).
+pub fn wait_for_every<T>(
     what: &str,
     timeout: Duration,
+    interval: Duration,
     mut probe: impl FnMut() -> Result<T, String>,
 ) -> T {
     let start = Instant::now();
@@ -405,7 +412,7 @@ pub fn wait_for<T>(
                 "timed out after {:.1}s waiting for {what}; last: {last}",
                 start.elapsed().as_secs_f64()
             ),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => std::thread::sleep(interval),
         }
     }
 }
