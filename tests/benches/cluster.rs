@@ -186,6 +186,24 @@ fn active_units(flt: &FltCluster, index: usize, glob: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits (counting every [`COUNT_POLL`]) until `units` launched units are active across the
+/// hosts; `when` ends the description of the wait.
+fn wait_all_active(flt: &FltCluster, units: usize, when: &str, timeout: Duration) {
+    wait_for_every(
+        &format!("{units} units active{when}"),
+        timeout,
+        COUNT_POLL,
+        || {
+            let counts = count_active(flt, LAUNCH_GLOB);
+            if counts.iter().sum::<usize>() >= units {
+                Ok(())
+            } else {
+                Err(format!("active per host: {counts:?}"))
+            }
+        },
+    );
+}
+
 fn count_active(flt: &FltCluster, glob: &str) -> Vec<usize> {
     (0..flt.hosts())
         .map(|i| active_units(flt, i, glob).len())
@@ -657,19 +675,7 @@ fn measure_launch(flt: &FltCluster, units: usize) -> Launch {
         }
     });
     let submitted = started.elapsed();
-    wait_for_every(
-        &format!("{units} units active"),
-        CONVERGE_TIMEOUT,
-        COUNT_POLL,
-        || {
-            let counts = count_active(flt, LAUNCH_GLOB);
-            if counts.iter().sum::<usize>() >= units {
-                Ok(())
-            } else {
-                Err(format!("active per host: {counts:?}"))
-            }
-        },
-    );
+    wait_all_active(flt, units, "", CONVERGE_TIMEOUT);
     let etcd1 = etcd_counters(flt);
     println!(
         "  etcd requests during the launch: {}",
@@ -709,18 +715,11 @@ fn measure_failover(flt: &FltCluster, victim: usize, units: usize) -> Failover {
     flt.host(victim)
         .kill()
         .unwrap_or_else(|e| panic!("killing h{}: {e}", victim + 1));
-    wait_for_every(
-        &format!("{units} units active after killing h{}", victim + 1),
+    wait_all_active(
+        flt,
+        units,
+        &format!(" after killing h{}", victim + 1),
         FAILOVER_TIMEOUT,
-        COUNT_POLL,
-        || {
-            let counts = count_active(flt, LAUNCH_GLOB);
-            if counts.iter().sum::<usize>() >= units {
-                Ok(())
-            } else {
-                Err(format!("active per host: {counts:?}"))
-            }
-        },
     );
     let wall = (monotonic_us() - before) as f64 / 1e6;
     let cpu1: Vec<_> = survivors.iter().map(|&i| host_cpu(flt, i)).collect();
