@@ -939,17 +939,24 @@ fn registry_driver_pool_grows_under_load_and_shrinks_when_idle() {
     let idle = Duration::from_millis(300);
     let driver = RegistryDriver::start_with_idle_lifetime(etcd.client(), tx, 6, idle);
     assert_eq!(driver.worker_count(), flt_driver::etcd::MIN_WORKERS);
-    let mut most = 0;
-    for n in 0..200u64 {
-        let put = Request::Put {
+    // A burst, sent faster than an idle worker wakes up: the pool must grow all the same
+    // (a worker only counts itself busy once it has woken up to take a request).
+    let burst: Vec<Request> = (0..200u64)
+        .map(|n| Request::Put {
             key: format!("/pool/k{n}"),
             value: value("v"),
             ttl: None,
             precondition: Precondition::None,
-        };
+        })
+        .collect();
+    for (n, put) in (0u64..).zip(burst) {
         driver.submit(OpId(n), put);
-        most = most.max(driver.worker_count());
     }
+    let mut most = driver.worker_count();
+    assert!(
+        most > flt_driver::etcd::MIN_WORKERS,
+        "the burst grew the pool at once: {most} workers"
+    );
     let mut answered = std::collections::BTreeSet::new();
     while answered.len() < 200 {
         let response = responses.recv_timeout(PATIENCE).expect("a response");

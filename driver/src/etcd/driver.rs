@@ -17,7 +17,7 @@ type WatchTable = BTreeMap<OpId, (u64, Sender<()>)>;
 /// - Get, Put and Delete are queued to a pool of worker threads; each is answered by exactly one
 ///   [`Response`] with its [`OpId`]. Requests run concurrently, so two requests in flight may be
 ///   applied in either order: the core waits for a reply where order matters. The pool grows
-///   to its maximum while requests find every worker busy and shrinks back to [`MIN_WORKERS`]
+///   to its maximum while more requests wait than workers do, and shrinks back to [`MIN_WORKERS`]
 ///   once none has for [`IDLE_WORKER_LIFETIME`]: a failover wants a dozen writes in flight, an
 ///   idle daemon no threads (and stacks) for them.
 /// - A Watch gets its own thread and is answered by any number of `Ok(Reply::Event)` responses,
@@ -173,7 +173,12 @@ impl RegistryDriver {
             .queue
             .as_ref()
             .is_some_and(|q| q.send((id, request)).is_ok());
-        if queued && self.pool.idle.load(Ordering::SeqCst) == 0 {
+        // More requests waiting than workers waiting: every worker is (or is about to be)
+        // busy. Counting the queue, not only the idle workers, matters for a burst: a worker
+        // counts itself busy only once it has woken up to take a request, so a burst sent
+        // faster than that would otherwise never grow the pool.
+        let waiting = self.queue.as_ref().map_or(0, Sender::len);
+        if queued && waiting > self.pool.idle.load(Ordering::SeqCst) {
             self.pool
                 .last_saturated
                 .store(self.pool.millis(), Ordering::SeqCst);
