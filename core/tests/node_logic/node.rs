@@ -128,7 +128,8 @@ impl Cluster {
         panic!("time never reached {target:?}");
     }
 
-    fn request(&mut self, method: &str, path: &str, body: &str) -> ApiResponse {
+    /// One API request handed to the node, nothing else run: its id.
+    fn send(&mut self, method: &str, path: &str, body: &str) -> ApiRequestId {
         self.next_request += 1;
         let id = ApiRequestId(self.next_request);
         let content_types = if body.is_empty() {
@@ -143,6 +144,12 @@ impl Cluster {
             body: body.as_bytes().to_vec(),
         };
         self.node.handle_api_request(id, request, self.now);
+        id
+    }
+
+    /// One API request, with everything it sets off run to the end: its answer.
+    fn request(&mut self, method: &str, path: &str, body: &str) -> ApiResponse {
+        let id = self.send(method, path, body);
         self.pump();
         self.answers
             .remove(&id)
@@ -382,17 +389,7 @@ fn the_api_front_end_follows_jobs_units_and_machines_through_the_engine() {
     );
     // The front end's own write is read back at once, before any watch event.
     let body = json!({"desiredState": "loaded"}).to_string();
-    let id = {
-        c.next_request += 1;
-        ApiRequestId(c.next_request)
-    };
-    let put = ApiRequest {
-        method: "PUT".into(),
-        path: "/flt/v1/units/hello.service".into(),
-        content_types: vec!["application/json".into()],
-        body: body.into_bytes(),
-    };
-    c.node.handle_api_request(id, put, c.now);
+    c.send("PUT", "/flt/v1/units/hello.service", &body);
     // Answer the write only: the watch events it causes stay queued.
     let Some(Command::Registry {
         id: write_id,
@@ -413,16 +410,7 @@ fn the_api_front_end_follows_jobs_units_and_machines_through_the_engine() {
     }
     assert!(!held.is_empty(), "the engine's watch saw the write");
     assert_eq!(c.node.poll_api_response().map(|(_, a)| a.status), Some(204));
-    let id = {
-        c.next_request += 1;
-        ApiRequestId(c.next_request)
-    };
-    let get = ApiRequest {
-        method: "GET".into(),
-        path: "/flt/v1/units/hello.service".into(),
-        ..ApiRequest::default()
-    };
-    c.node.handle_api_request(id, get, c.now);
+    c.send("GET", "/flt/v1/units/hello.service", "");
     let (_, answer) = c.node.poll_api_response().expect("GET answered at once");
     let unit: Value = serde_json::from_slice(&answer.body).expect("json");
     assert_eq!(unit["desiredState"], "loaded");
