@@ -427,20 +427,22 @@ impl ApiFront {
         }
     }
 
-    /// What the engine's follower of a directory this front end does not follow itself learnt
-    /// ([`ApiConfig::engine_fed`]); anything else is ignored.
-    pub fn handle_shared(&mut self, shared: SharedFollow) {
+    /// What the engine's followers of the directories this front end does not follow itself
+    /// learnt, in order ([`ApiConfig::engine_fed`]); anything else is ignored.
+    pub fn handle_shared(&mut self, learnt: impl IntoIterator<Item = SharedFollow>) {
         if self.stopped {
             return;
         }
-        let Some(fed) = self.fed.iter_mut().find(|f| f.dir == shared.dir) else {
-            return;
-        };
-        fed.index = shared.index;
-        if matches!(shared.event, FollowEvent::Snapshot { .. }) {
-            fed.synced = true;
+        for shared in learnt {
+            let Some(fed) = self.fed.iter_mut().find(|f| f.dir == shared.dir) else {
+                continue;
+            };
+            fed.index = shared.index;
+            if matches!(shared.event, FollowEvent::Snapshot { .. }) {
+                fed.synced = true;
+            }
+            self.take_in(Source::Cluster(shared.dir), shared.event);
         }
-        self.take_in(Source::Cluster(shared.dir), shared.event);
         self.forget_own_writes();
     }
 

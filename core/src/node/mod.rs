@@ -293,14 +293,9 @@ impl Node {
         let Some(engine) = &mut self.engine else {
             return;
         };
-        let mut fed = false;
-        while let Some(shared) = engine.poll_shared() {
-            self.api.handle_shared(shared);
-            fed = true;
-        }
-        if fed {
-            self.note_api_ready();
-        }
+        self.api
+            .handle_shared(std::iter::from_fn(|| engine.poll_shared()));
+        self.note_api_ready();
     }
 
     /// Tells the engine until when this machine's presence surely exists.
