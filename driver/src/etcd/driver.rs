@@ -169,28 +169,28 @@ impl RegistryDriver {
             self.start_watch(id, prefix, from_index);
             return;
         }
-        let queued = self
+        let Some(queue) = self
             .queue
             .as_ref()
-            .is_some_and(|q| q.send((id, request)).is_ok());
-        // More requests waiting than workers waiting: every worker is (or is about to be)
-        // busy. Counting the queue, not only the idle workers, matters for a burst: a worker
-        // counts itself busy only once it has woken up to take a request, so a burst sent
-        // faster than that would otherwise never grow the pool.
-        let waiting = self.queue.as_ref().map_or(0, Sender::len);
-        if queued && waiting > self.pool.idle.load(Ordering::SeqCst) {
-            self.pool
-                .last_saturated
-                .store(self.pool.millis(), Ordering::SeqCst);
-            self.spawn_worker();
-        }
-        if !queued {
+            .filter(|q| q.send((id, request)).is_ok())
+        else {
             let _ = self.responses.send(Response {
                 id,
                 result: Err(flt_core::registry::Failure::Unreachable(
                     "registry driver stopped".to_string(),
                 )),
             });
+            return;
+        };
+        // More requests waiting than workers waiting: every worker is (or is about to be)
+        // busy. Counting the queue, not only the idle workers, matters for a burst: a worker
+        // counts itself busy only once it has woken up to take a request, so a burst sent
+        // faster than that would otherwise never grow the pool.
+        if queue.len() > self.pool.idle.load(Ordering::SeqCst) {
+            self.pool
+                .last_saturated
+                .store(self.pool.millis(), Ordering::SeqCst);
+            self.spawn_worker();
         }
     }
 
