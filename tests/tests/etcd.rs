@@ -77,6 +77,12 @@ fn next_event(watch: &Watch) -> Event {
     }
 }
 
+/// Asserts that `watch` delivers nothing (no event, no failure) within `quiet`.
+fn assert_quiet(watch: &Watch, quiet: Duration) {
+    let got = watch.events().recv_timeout(quiet);
+    assert!(got.is_err(), "nothing more expected, got {got:?}");
+}
+
 #[test]
 fn get_put_delete_and_sorted_recursive_reads() {
     let Some(etcd) = EtcdServer::start() else {
@@ -506,13 +512,7 @@ fn a_streamed_watch_carries_many_changes_per_request_and_matches_long_polls() {
     let streamed_requests = watch_requests(&etcd) - before;
     let indexes: Vec<u64> = streamed.iter().map(|e| e.node.modified_index).collect();
     assert_eq!(indexes, written, "every change once, in order");
-    assert!(
-        watch
-            .events()
-            .recv_timeout(Duration::from_millis(200))
-            .is_err(),
-        "nothing more"
-    );
+    assert_quiet(&watch, Duration::from_millis(200));
     let last = *written.last().expect("changes were written");
     let before_polls = watch_requests(&etcd);
     let polled = long_poll_changes(&etcd, "/s", start + 1, last);
@@ -559,12 +559,7 @@ fn a_removed_watched_key_is_reported_once() {
     assert_eq!(indexes(&dir_watch), [dir_removed, dir_again]);
     assert_eq!(indexes(&file_watch), [file_removed, file_again]);
     for watch in [&dir_watch, &file_watch] {
-        assert!(
-            watch
-                .events()
-                .recv_timeout(Duration::from_millis(300))
-                .is_err()
-        );
+        assert_quiet(watch, Duration::from_millis(300));
     }
 }
 
@@ -599,12 +594,7 @@ fn a_watch_behind_catches_up_from_history_in_order() {
         .map(|_| next_event(&watch).node.modified_index)
         .collect();
     assert_eq!(seen, written);
-    assert!(
-        watch
-            .events()
-            .recv_timeout(Duration::from_millis(200))
-            .is_err()
-    );
+    assert_quiet(&watch, Duration::from_millis(200));
 }
 
 /// A consumer too slow for etcd's watcher buffer: etcd drops the stream's watcher and stops
