@@ -58,6 +58,9 @@ pub(crate) struct Source {
     follower: PrefixFollower,
     /// Entry name (unit name or metadata key) → raw value.
     entries: BTreeMap<String, String>,
+    /// Schedule and global sources: each entry decoded once, when it arrives (`None`: a bad
+    /// record), so that working out the desired state does not decode every record again.
+    records: BTreeMap<String, Option<DesiredUnit>>,
     /// A full read has succeeded at least once.
     complete: bool,
 }
@@ -85,6 +88,7 @@ impl Source {
             follower: PrefixFollower::new(&dir, config, seed, &mut io.ids, now)
                 .with_retry_backoff(Duration::from_secs(60)),
             entries: BTreeMap::new(),
+            records: BTreeMap::new(),
             complete: false,
         };
         source.pump(io);
@@ -93,6 +97,16 @@ impl Source {
 
     pub fn entries(&self) -> &BTreeMap<String, String> {
         &self.entries
+    }
+
+    /// The decoded schedule records (schedule and global sources; empty for the machine's).
+    pub fn records(&self) -> &BTreeMap<String, Option<DesiredUnit>> {
+        &self.records
+    }
+
+    /// Whether entries of this source are schedule records.
+    fn holds_records(&self) -> bool {
+        self.kind != SourceKind::Machine
     }
 
     pub fn complete(&self) -> bool {
@@ -181,6 +195,12 @@ impl Source {
         let first = !self.complete;
         self.complete = true;
         let changed = entries != self.entries;
+        if changed && self.holds_records() {
+            self.records = entries
+                .iter()
+                .map(|(name, raw)| (name.clone(), decode_schedule_record(raw)))
+                .collect();
+        }
         self.entries = entries;
         changed || first
     }
@@ -190,15 +210,25 @@ impl Source {
         if event.action.is_removal() && self.is_dir_or_parent(key) {
             let changed = !self.entries.is_empty();
             self.entries.clear();
+            self.records.clear();
             return changed;
         }
         let Some(name) = self.entry_name(key) else {
             return false;
         };
         if event.action.is_removal() {
+            self.records.remove(&name);
             self.entries.remove(&name).is_some()
         } else if let Some(value) = event.node.value {
-            self.entries.insert(name, value.clone()) != Some(value)
+            if self.entries.get(&name) == Some(&value) {
+                return false;
+            }
+            if self.holds_records() {
+                self.records
+                    .insert(name.clone(), decode_schedule_record(&value));
+            }
+            self.entries.insert(name, value);
+            true
         } else {
             false
         }
@@ -367,8 +397,8 @@ pub(crate) struct DesiredState {
 /// What the three sources say, decoded.
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
-    pub scheduled: BTreeMap<String, ScheduleRecord>,
-    pub globals: BTreeMap<String, ScheduleRecord>,
+    pub scheduled: BTreeMap<String, DesiredUnit>,
+    pub globals: BTreeMap<String, DesiredUnit>,
     pub bad: BTreeSet<String>,
     pub metadata: BTreeMap<String, String>,
 }
@@ -393,10 +423,10 @@ impl Schedule {
             }
         }
         for (source, map) in [(schedule, &mut out.scheduled), (globals, &mut out.globals)] {
-            for (name, raw) in source.entries() {
-                match decode_schedule_record(raw) {
+            for (name, record) in source.records() {
+                match record {
                     Some(record) => {
-                        map.insert(name.clone(), record);
+                        map.insert(name.clone(), *record);
                     }
                     None => {
                         out.bad.insert(name.clone());
@@ -412,7 +442,7 @@ impl Schedule {
         self.scheduled
             .values()
             .chain(self.globals.values())
-            .filter_map(|r| UnitHash::from_hex(&r.unit_hash))
+            .map(|r| r.hash)
             .collect()
     }
 
@@ -424,37 +454,24 @@ impl Schedule {
             unknown: self.bad.clone(),
             ..DesiredState::default()
         };
-        // (name, Conflicts patterns) of the units that will run here.
+        // (name, Conflicts patterns) of the units that will run here: only global units are
+        // checked against them, so they are worked out only when there are any.
         let mut running: Vec<(String, Vec<String>)> = Vec::new();
         for (name, record) in &self.scheduled {
-            let Some(hash) = UnitHash::from_hex(&record.unit_hash) else {
+            let Some(unit) = files.get(&record.hash) else {
                 out.unknown.insert(name.clone());
                 continue;
             };
-            let Some(unit) = files.get(&hash) else {
-                out.unknown.insert(name.clone());
-                continue;
-            };
-            out.units.insert(
-                name.clone(),
-                DesiredUnit {
-                    hash,
-                    target: record.target_state,
-                },
-            );
-            if record.target_state != TargetState::Inactive {
-                running.push((name.clone(), unit.requirements(name).conflicts));
+            out.units.insert(name.clone(), *record);
+            if record.target != TargetState::Inactive && !self.globals.is_empty() {
+                running.push((name.clone(), unit.conflicts(name)));
             }
         }
         for (name, record) in &self.globals {
             if out.units.contains_key(name) || out.unknown.contains(name) {
                 continue;
             }
-            let Some(hash) = UnitHash::from_hex(&record.unit_hash) else {
-                out.unknown.insert(name.clone());
-                continue;
-            };
-            let Some(unit) = files.get(&hash) else {
+            let Some(unit) = files.get(&record.hash) else {
                 out.unknown.insert(name.clone());
                 continue;
             };
@@ -462,28 +479,26 @@ impl Schedule {
             if !req.machine_id_matches(machine_id) || !req.metadata_matches(&self.metadata) {
                 continue;
             }
-            if record.target_state != TargetState::Inactive {
+            if record.target != TargetState::Inactive {
                 if conflicts_with_any(name, &req.conflicts, &running) {
                     continue;
                 }
                 running.push((name.clone(), req.conflicts));
             }
-            out.units.insert(
-                name.clone(),
-                DesiredUnit {
-                    hash,
-                    target: record.target_state,
-                },
-            );
+            out.units.insert(name.clone(), *record);
         }
         out
     }
 }
 
-fn decode_schedule_record(raw: &str) -> Option<ScheduleRecord> {
+/// A schedule record as the desired state of its unit; `None` if it is not valid JSON or its
+/// hash is not 40 hex digits.
+fn decode_schedule_record(raw: &str) -> Option<DesiredUnit> {
     let record: ScheduleRecord = serde_json::from_str(raw).ok()?;
-    UnitHash::from_hex(&record.unit_hash)?;
-    Some(record)
+    Some(DesiredUnit {
+        hash: UnitHash::from_hex(&record.unit_hash)?,
+        target: record.target_state,
+    })
 }
 
 /// fleet's conflict test, both ways: an included unit's pattern matches `name`, or one of
