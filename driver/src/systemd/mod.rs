@@ -6,12 +6,13 @@
 //!   properties, the manager's `SystemState`.
 //! - [`SystemdDriver`]: two threads. The call thread owns a `SystemdClient` and serves
 //!   [`SystemdRequest`]s from a channel, answering each with a [`SystemdEvent::Reply`] carrying
-//!   the request's [`OpId`]. The watch thread owns a second connection, calls
-//!   `Manager.Subscribe()`, adds two matches (`PropertiesChanged` under systemd's unit object
-//!   namespace, and `JobRemoved`), and re-reads a unit's state with `ListUnitsByNames` whenever
-//!   a signal names a watched unit; each `poll_interval` it also compares every watched unit
-//!   with `ListUnits` (which, unlike asking by name, loads nothing), which catches lost signals
-//!   and a reconnected bus. Each change is a [`SystemdEvent::UnitState`].
+//!   the request's [`OpId`]. The watch thread owns a second connection, adds one match
+//!   (`JobRemoved`, which systemd sends for the jobs flt queued without a `Subscribe()`, which
+//!   flt does not call: see `watch.rs`), and re-reads a unit's state with `ListUnitsByNames`
+//!   when one of its jobs ends; each `poll_interval` it also compares every watched unit with
+//!   `ListUnits` (which, unlike asking by name, loads nothing): that finds every other change
+//!   (a unit failing after its start, a crash, an operator's `systemctl`). Each change is a
+//!   [`SystemdEvent::UnitState`].
 //!
 //! Connection ([`BusAddress`]): the system bus; if that fails, systemd's private socket
 //! `unix:path=/run/systemd/private` (root only, no bus daemon, no `Hello`). Or an explicit bus
@@ -78,9 +79,10 @@ pub struct SystemdConfig {
     pub fs_root: Option<PathBuf>,
     /// Timeout of each D-Bus method call.
     pub call_timeout: Duration,
-    /// How often the watch thread compares every watched unit with `ListUnits` even without
-    /// signals: a safety net (signals report changes at once), and at thousands of units the
-    /// main cost of an idle agent (about 3 µs per loaded unit per poll).
+    /// How often the watch thread compares every watched unit with `ListUnits`: how late a
+    /// change that no job of flt's caused (a crash, a unit failing after its start) is seen,
+    /// and at thousands of units the main cost of an idle agent (about 3 µs per loaded unit
+    /// per poll).
     pub poll_interval: Duration,
 }
 
@@ -91,7 +93,7 @@ impl Default for SystemdConfig {
             units_dir: PathBuf::from(DEFAULT_UNITS_DIR),
             fs_root: None,
             call_timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
