@@ -21,7 +21,7 @@
 
 use super::lease::{ENGINE_VERSION, LeaseState, ReadLease, lease_value, parse_version};
 use super::metrics::{EngineMetrics, bump};
-use super::plan::{Task, plan};
+use super::plan::{Task, UnscheduleReason, plan};
 use crate::registry::records::{ScheduleRecord, TargetState};
 use crate::registry::view::{ClusterView, Dir};
 use crate::registry::{
@@ -212,6 +212,17 @@ enum Step {
         unit: String,
         machine: String,
     },
+    /// Compare-and-swap of `P/job/<name>/target` from a machine that went away to the one
+    /// the unit moves to: the unschedule and the target half of the schedule in one write.
+    MoveTarget {
+        unit: String,
+        from: String,
+        to: String,
+    },
+    /// Recursive delete of `P/schedule/<machine>`: every entry of a machine that went away.
+    DeleteScheduleDir {
+        machine: String,
+    },
     PutGlobal {
         unit: String,
         record: ScheduleRecord,
@@ -304,9 +315,10 @@ pub struct Engine {
     dirty: bool,
     /// When the reconcile asked for by a change is due.
     reconcile_at: Option<Instant>,
-    /// Chains of the current stage not yet started, then those of the next stage.
+    /// Chains of the current stage not yet started, then the stages after it (never empty
+    /// ones): a stage starts once every write of the one before has been answered.
     queued: VecDeque<Chain>,
-    next_stage: VecDeque<Chain>,
+    next_stages: VecDeque<VecDeque<Chain>>,
     writes_in_flight: usize,
     unplaceable: BTreeMap<String, String>,
     metrics: EngineMetrics,
@@ -373,7 +385,7 @@ impl Engine {
             dirty: true,
             reconcile_at: None,
             queued: VecDeque::new(),
-            next_stage: VecDeque::new(),
+            next_stages: VecDeque::new(),
             writes_in_flight: 0,
             unplaceable: BTreeMap::new(),
             metrics: EngineMetrics::default(),
@@ -610,7 +622,7 @@ impl Engine {
         }
         self.shutting_down = true;
         self.queued.clear();
-        self.next_stage.clear();
+        self.next_stages.clear();
         if let LeaseState::Leader { index, .. } = self.lease {
             let request = Request::Delete {
                 key: self.config.keyspace.engine_lease(),
@@ -912,7 +924,7 @@ impl Engine {
         }
         self.lease = LeaseState::Follower { leader: None };
         self.queued.clear();
-        self.next_stage.clear();
+        self.next_stages.clear();
         self.events.push_back(EngineEvent::LeaseLost { reason });
     }
 
@@ -1102,7 +1114,7 @@ impl Engine {
     }
 
     fn writes_busy(&self) -> bool {
-        self.writes_in_flight > 0 || !self.queued.is_empty() || !self.next_stage.is_empty()
+        self.writes_in_flight > 0 || !self.queued.is_empty() || !self.next_stages.is_empty()
     }
 
     /// Asks for a reconcile after the debounce if the model changed and this engine could act
@@ -1126,8 +1138,25 @@ impl Engine {
 
         let mut unscheduled: BTreeSet<&str> = BTreeSet::new();
         let mut scheduled: BTreeMap<&str, &str> = BTreeMap::new();
+        // Stage zero: the schedule directories of machines that went away, each in one
+        // recursive delete. Stage one: unschedules. Stage two: schedules.
+        let mut stage_zero: VecDeque<Chain> = VecDeque::new();
         let mut stage_one: VecDeque<Chain> = VecDeque::new();
         let mut stage_two: VecDeque<Chain> = VecDeque::new();
+        // A unit whose machine went away and that this plan places elsewhere: its target is
+        // swapped from the old machine to the new one in stage one (one write instead of a
+        // delete and a create), its new schedule entry written in stage two as any other. So
+        // an entry never exists but where the unit's target is, and never on two machines.
+        let placements: BTreeMap<&str, &str> = plan
+            .tasks
+            .iter()
+            .filter_map(|task| match task {
+                Task::AttemptSchedule { unit, machine } => Some((unit.as_str(), machine.as_str())),
+                Task::Unschedule { .. } => None,
+            })
+            .collect();
+        let mut moved: BTreeSet<&str> = BTreeSet::new();
+        let mut away: BTreeSet<&str> = BTreeSet::new();
         for task in &plan.tasks {
             match task {
                 Task::Unschedule {
@@ -1139,8 +1168,24 @@ impl Engine {
                         bump(&mut self.metrics.reconcile_failure_count, kind);
                     }
                     unscheduled.insert(unit);
-                    stage_one.push_back(Chain {
-                        steps: VecDeque::from([
+                    let steps = match (reason, placements.get(unit.as_str())) {
+                        (UnscheduleReason::MachineAway { .. }, Some(&to)) => {
+                            away.insert(machine);
+                            moved.insert(unit);
+                            VecDeque::from([Step::MoveTarget {
+                                unit: unit.clone(),
+                                from: machine.clone(),
+                                to: to.to_string(),
+                            }])
+                        }
+                        (UnscheduleReason::MachineAway { .. }, None) => {
+                            away.insert(machine);
+                            VecDeque::from([Step::DeleteTarget {
+                                unit: unit.clone(),
+                                machine: machine.clone(),
+                            }])
+                        }
+                        _ => VecDeque::from([
                             Step::DeleteSchedule {
                                 unit: unit.clone(),
                                 machine: machine.clone(),
@@ -1150,6 +1195,9 @@ impl Engine {
                                 machine: machine.clone(),
                             },
                         ]),
+                    };
+                    stage_one.push_back(Chain {
+                        steps,
                         task_type: task.metric_type(),
                         done: Some(EngineEvent::UnitUnscheduled {
                             unit: unit.clone(),
@@ -1163,19 +1211,20 @@ impl Engine {
                     let Some(record) = self.schedule_record(unit) else {
                         continue;
                     };
+                    let mut steps = VecDeque::from([Step::PutSchedule {
+                        unit: unit.clone(),
+                        machine: machine.clone(),
+                        record,
+                        update_only: false,
+                    }]);
+                    if !moved.contains(unit.as_str()) {
+                        steps.push_front(Step::PutTarget {
+                            unit: unit.clone(),
+                            machine: machine.clone(),
+                        });
+                    }
                     stage_two.push_back(Chain {
-                        steps: VecDeque::from([
-                            Step::PutTarget {
-                                unit: unit.clone(),
-                                machine: machine.clone(),
-                            },
-                            Step::PutSchedule {
-                                unit: unit.clone(),
-                                machine: machine.clone(),
-                                record,
-                                update_only: false,
-                            },
-                        ]),
+                        steps,
                         task_type: task.metric_type(),
                         done: Some(EngineEvent::UnitScheduled {
                             unit: unit.clone(),
@@ -1243,9 +1292,15 @@ impl Engine {
         for (machine, name) in scheduled {
             wanted.insert((machine, name));
         }
+        for machine in &away {
+            stage_zero.push_back(sync_chain(Step::DeleteScheduleDir {
+                machine: machine.to_string(),
+            }));
+        }
         for (machine, name) in self.view.schedules().keys() {
             if !wanted.contains(&(machine.as_str(), name.as_str()))
                 && !unscheduled.contains(name.as_str())
+                && !away.contains(machine.as_str())
             {
                 stage_one.push_back(sync_chain(Step::DeleteSchedule {
                     unit: name.clone(),
@@ -1293,12 +1348,11 @@ impl Engine {
             unplaceable: plan.unplaceable.len(),
         });
 
-        if stage_one.is_empty() {
-            self.queued = stage_two;
-        } else {
-            self.queued = stage_one;
-            self.next_stage = stage_two;
-        }
+        self.next_stages = [stage_zero, stage_one, stage_two]
+            .into_iter()
+            .filter(|stage| !stage.is_empty())
+            .collect();
+        self.queued = self.next_stages.pop_front().unwrap_or_default();
         self.dispatch(now);
     }
 
@@ -1314,15 +1368,15 @@ impl Engine {
     fn dispatch(&mut self, now: Instant) {
         if !self.may_act(now) {
             self.queued.clear();
-            self.next_stage.clear();
+            self.next_stages.clear();
             return;
         }
         loop {
             if self.queued.is_empty() && self.writes_in_flight == 0 {
-                if self.next_stage.is_empty() {
+                let Some(stage) = self.next_stages.pop_front() else {
                     break;
-                }
-                self.queued = std::mem::take(&mut self.next_stage);
+                };
+                self.queued = stage;
             }
             if self.writes_in_flight >= self.config.max_writes_in_flight.max(1) {
                 break;
@@ -1375,6 +1429,17 @@ impl Engine {
                 precondition: Precondition::None,
                 recursive: false,
             },
+            Step::MoveTarget { unit, from, to } => Request::Put {
+                key: ks.job_target(unit),
+                value: PutValue::Value(to.clone()),
+                ttl: None,
+                precondition: Precondition::Value(from.clone()),
+            },
+            Step::DeleteScheduleDir { machine } => Request::Delete {
+                key: ks.schedule_dir(machine),
+                precondition: Precondition::None,
+                recursive: true,
+            },
             Step::PutGlobal { unit, record } => Request::Put {
                 key: ks.global_entry(unit),
                 value: PutValue::Value(record_json(record)),
@@ -1401,6 +1466,7 @@ impl Engine {
                 | (
                     Step::DeleteTarget { .. }
                         | Step::DeleteSchedule { .. }
+                        | Step::DeleteScheduleDir { .. }
                         | Step::DeleteGlobal { .. },
                     Err(Failure::NotFound)
                 )
@@ -1422,6 +1488,7 @@ impl Engine {
                     node: Node {
                         key,
                         modified_index: *index,
+                        dir: matches!(step, Step::DeleteScheduleDir { .. }),
                         ..Node::default()
                     },
                     prev_node: None,
@@ -1441,7 +1508,7 @@ impl Engine {
                     });
                     // The schedules were planned on these unschedules having happened (a
                     // MachineOf= unit moving with its peer): plan again instead.
-                    self.next_stage.clear();
+                    self.next_stages.clear();
                     self.dirty = true;
                 }
                 (_, Ok(_)) => {}
@@ -1463,7 +1530,10 @@ impl Engine {
     fn step_key(&self, step: &Step) -> String {
         let ks = &self.config.keyspace;
         match step {
-            Step::PutTarget { unit, .. } | Step::DeleteTarget { unit, .. } => ks.job_target(unit),
+            Step::PutTarget { unit, .. }
+            | Step::DeleteTarget { unit, .. }
+            | Step::MoveTarget { unit, .. } => ks.job_target(unit),
+            Step::DeleteScheduleDir { machine } => ks.schedule_dir(machine),
             Step::PutSchedule { unit, machine, .. } | Step::DeleteSchedule { unit, machine } => {
                 ks.schedule_entry(machine, unit)
             }

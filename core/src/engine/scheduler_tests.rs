@@ -539,6 +539,16 @@ fn put_target(ks: &Keyspace, unit: &str, machine: &str) -> Request {
     }
 }
 
+/// The compare-and-swap that moves a unit's target off a machine that went away.
+fn move_target(ks: &Keyspace, unit: &str, from: &str, to: &str) -> Request {
+    Request::Put {
+        key: ks.job_target(unit),
+        value: PutValue::Value(to.into()),
+        ttl: None,
+        precondition: Precondition::Value(from.into()),
+    }
+}
+
 fn put_schedule(ks: &Keyspace, unit: &str, machine: &str, record: String) -> Request {
     Request::Put {
         key: ks.schedule_entry(machine, unit),
@@ -1004,7 +1014,7 @@ fn the_lease_of_a_leader_whose_machine_left_is_taken_over_at_once() {
     assert!(h.engine.is_leader());
     let writes = h.complete_writes();
     assert!(
-        writes.contains(&put_target(&ks, "a.service", "m1")),
+        writes.contains(&move_target(&ks, "a.service", "m2", "m1")),
         "{writes:?}"
     );
 }
@@ -1200,8 +1210,11 @@ fn watch_event_triggers_an_immediate_coalesced_reconcile() {
     );
 }
 
+/// The schedule entries of a machine that went away go in one recursive delete, then each of
+/// its units moves with one compare-and-swap of its target, then gets its new entry: an entry
+/// never exists but where its unit's target is.
 #[test]
-fn dead_machine_units_are_moved_unschedule_before_schedule() {
+fn dead_machine_units_are_moved_entries_first_then_target_then_schedule() {
     let registry = Registry::default().machine("m1").machine("m2").job(
         "a.service",
         "",
@@ -1223,16 +1236,11 @@ fn dead_machine_units_are_moved_unschedule_before_schedule() {
         writes,
         vec![
             Request::Delete {
-                key: ks.schedule_entry("m2", "a.service"),
+                key: ks.schedule_dir("m2"),
                 precondition: Precondition::None,
-                recursive: false
+                recursive: true
             },
-            Request::Delete {
-                key: ks.job_target("a.service"),
-                precondition: Precondition::Value("m2".into()),
-                recursive: false
-            },
-            put_target(&ks, "a.service", "m1"),
+            move_target(&ks, "a.service", "m2", "m1"),
             put_schedule(
                 &ks,
                 "a.service",
@@ -1247,6 +1255,14 @@ fn dead_machine_units_are_moved_unschedule_before_schedule() {
         machine: "m2".into(),
         reason: "target Machine(m2) went away".into()
     }));
+    assert!(events.contains(&EngineEvent::UnitScheduled {
+        unit: "a.service".into(),
+        machine: "m1".into(),
+    }));
+    assert!(
+        h.engine.view().schedules().keys().all(|(m, _)| m != "m2"),
+        "the recursive delete is applied to the engine's own view"
+    );
     assert_eq!(
         h.engine
             .metrics()
@@ -1280,25 +1296,38 @@ fn a_failed_unschedule_holds_back_the_schedules_planned_on_it() {
         &ks.machine_object("m2"),
         None,
     );
-    let key = ks.schedule_entry("m2", "a.service");
-    let first = h.find(|r| matches!(r, Request::Delete { key: k, .. } if *k == key));
+    let entries = h.find(|r| {
+        matches!(
+            r,
+            Request::Delete {
+                recursive: true,
+                ..
+            }
+        )
+    });
+    h.delete_ok(&entries);
+    let move_a = move_target(&ks, "a.service", "m2", "m1");
+    let first = h.find(|r| *r == move_a);
     h.answer(first.id, Err(Failure::Timeout));
     let mut writes = h.complete_writes();
     h.run_until(h.now + secs(3.0));
     writes.extend(h.complete_writes());
-    let target = ks.job_target("a.service");
-    let unscheduled = writes
-        .iter()
-        .position(|r| matches!(r, Request::Delete { key, .. } if *key == target));
-    let first_put = writes.iter().position(|r| matches!(r, Request::Put { .. }));
+    let a_moved = writes.iter().position(|r| *r == move_a);
+    let schedule_entry = |r: &Request| matches!(r, Request::Put { key, .. } if key.starts_with(&ks.schedule_dir("m1")));
+    let first_entry = writes.iter().position(schedule_entry);
     assert!(
-        unscheduled.is_some() && first_put > unscheduled,
-        "nothing may be scheduled before a.service is unscheduled: {writes:#?}"
+        a_moved.is_some() && first_entry > a_moved,
+        "no schedule entry may be written before a.service is moved: {writes:#?}"
     );
     for unit in ["a.service", "b.service"] {
         assert!(
-            writes.contains(&put_target(&ks, unit, "m1")),
-            "{unit} not moved on the next reconcile: {writes:#?}"
+            writes.contains(&move_target(&ks, unit, "m2", "m1")),
+            "{unit} not moved: {writes:#?}"
+        );
+        assert!(
+            writes.iter().any(|r| schedule_entry(r)
+                && matches!(r, Request::Put { key, .. } if *key == ks.schedule_entry("m1", unit))),
+            "{unit} not scheduled on m1 on the next reconcile: {writes:#?}"
         );
     }
 }

@@ -260,6 +260,16 @@ impl ClusterView {
         {
             return None;
         }
+        // An entry older than the removal of its machine's whole schedule directory (the
+        // engine's own recursive delete, applied from its reply) does not come back.
+        if let KeyKind::ScheduleEntry { machine, .. } = &kind
+            && self
+                .key_index
+                .get(&self.keyspace.schedule_dir(machine))
+                .is_some_and(|dir| dir.removal && event.node.modified_index < dir.index)
+        {
+            return None;
+        }
         let change = AppliedChange {
             index: event.node.modified_index,
             value: if event.action.is_removal() {
@@ -864,5 +874,23 @@ mod tests {
         assert_eq!(view.apply_event(&gone), Some(Dir::Schedules));
         assert!(view.schedules().is_empty());
         assert_eq!(view.globals().len(), 1);
+        // A late event of an entry written before the directory went does not bring it back;
+        // one written after it does.
+        let late = event(
+            Action::Set,
+            ks.schedule_entry("m1", "b.service"),
+            Some(record),
+            4,
+        );
+        assert_eq!(view.apply_event(&late), None);
+        assert!(view.schedules().is_empty());
+        let newer = event(
+            Action::Set,
+            ks.schedule_entry("m1", "b.service"),
+            Some(record),
+            6,
+        );
+        assert_eq!(view.apply_event(&newer), Some(Dir::Schedules));
+        assert_eq!(view.schedules().len(), 1);
     }
 }
