@@ -32,12 +32,17 @@ use flt_tests::fltcluster::{FltCluster, FltClusterConfig, wait_for, wait_for_eve
 use flt_tests::fltd_host::unix_http;
 use nix::time::{ClockId, clock_gettime};
 
-/// How often the launch and failover rows count active units. Each count runs `systemctl
-/// list-units` in every host, and that host's systemd lists all its units: polled every 100 ms
-/// during a 3-host failover, the `systemctl` processes alone took 11 % of the machine's CPU
-/// (perf), besides what their systemds spent answering. The figures come from
-/// `ActiveEnterTimestampMonotonic`, so polling less often changes only when the wait ends.
+/// How often the launch and failover rows count active units with `systemctl list-units` in
+/// every host, once their cgroups say they run (see [`wait_all_active`]). Each count makes
+/// every host's systemd list all its units: polled every 100 ms during a 3-host failover, the
+/// `systemctl` processes alone took 11 % of the machine's CPU (perf), besides what their
+/// systemds spent answering (and systemd sends every unit's property signals to a connected
+/// `systemctl`). The figures come from `ActiveEnterTimestampMonotonic`, so polling less often
+/// changes only when the wait ends.
 const COUNT_POLL: Duration = Duration::from_secs(1);
+/// How often the launch and failover rows list the hosts' `system.slice` cgroups (no process
+/// started, nothing asked of systemd; one directory read per host).
+const CGROUP_POLL: Duration = Duration::from_millis(200);
 const UNIT_BODY: &str = r#"{"desiredState":"launched","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 1d"}]}"#;
 /// Glob of the launch units (`bench-NNNN.service`); latency units are `bench-lat-NN.service`.
 const LAUNCH_GLOB: &str = "bench-[0-9]*.service";
@@ -186,9 +191,50 @@ fn active_units(flt: &FltCluster, index: usize, glob: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits (counting every [`COUNT_POLL`]) until `units` launched units are active across the
-/// hosts; `when` ends the description of the wait.
+/// Launch units (`bench-NNNN.service`, `/bin/sleep 1d`) that have a cgroup on host `index`,
+/// read from outside through the host's `/sys/fs/cgroup` (0 when the host is down): systemd
+/// creates it as it starts the unit and removes it once the unit stopped. Only a directory
+/// listing: reading each unit's `cgroup.events` too slowed a failover down measurably.
+fn started_launch_units(flt: &FltCluster, index: usize) -> usize {
+    let Ok(root) = flt.host(index).root() else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(root.join("sys/fs/cgroup/system.slice")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("bench-")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+                && name.ends_with(".service")
+        })
+        .count()
+}
+
+/// Waits until `units` launched units are active across the hosts; `when` ends the
+/// description of the wait. First their cgroups are counted every [`CGROUP_POLL`], which asks
+/// nothing of the hosts being measured; then `systemctl` confirms every [`COUNT_POLL`].
 fn wait_all_active(flt: &FltCluster, units: usize, when: &str, timeout: Duration) {
+    let started = Instant::now();
+    wait_for_every(
+        &format!("{units} units started{when} (their cgroups)"),
+        timeout,
+        CGROUP_POLL,
+        || {
+            let counts: Vec<usize> = (0..flt.hosts())
+                .map(|i| started_launch_units(flt, i))
+                .collect();
+            if counts.iter().sum::<usize>() >= units {
+                Ok(())
+            } else {
+                Err(format!("cgroups per host: {counts:?}"))
+            }
+        },
+    );
+    let timeout = timeout.saturating_sub(started.elapsed());
     wait_for_every(
         &format!("{units} units active{when}"),
         timeout,
