@@ -602,6 +602,21 @@ mod driver {
             self.call(make).unwrap_or_else(|e| panic!("{e}"))
         }
 
+        /// Starts `name` and returns the reply (the job).
+        fn start(&mut self, name: &str) -> SystemdReply {
+            self.ok(|id| SystemdRequest::Start {
+                id,
+                name: name.into(),
+            })
+        }
+
+        fn stop(&mut self, name: &str) -> SystemdReply {
+            self.ok(|id| SystemdRequest::Stop {
+                id,
+                name: name.into(),
+            })
+        }
+
         fn watch(&mut self, name: &str) {
             self.driver
                 .requests()
@@ -692,10 +707,7 @@ mod driver {
         let host = cluster.host(0);
         let mut agent = Agent::spawn(config(host));
         let start_unit = |agent: &mut Agent, name: &str| {
-            agent.ok(|id| SystemdRequest::Start {
-                id,
-                name: name.into(),
-            });
+            agent.start(name);
             agent.wait_state(name, "active", "running", Duration::from_secs(10));
         };
 
@@ -935,10 +947,7 @@ mod driver {
             SystemdReply::SystemState("running".into())
         );
 
-        let job = agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        let job = agent.start(name);
         assert!(
             matches!(&job, SystemdReply::Job(path) if path.starts_with("/org/freedesktop/systemd1/job/")),
             "{job:?}"
@@ -958,15 +967,9 @@ mod driver {
         };
         assert_eq!(states[0].1.load_state, "loaded");
 
-        agent.ok(|id| SystemdRequest::Stop {
-            id,
-            name: name.into(),
-        });
+        agent.stop(name);
         agent.wait_state(name, "inactive", "dead", Duration::from_secs(10));
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        agent.start(name);
         agent.wait_state(name, "active", "running", Duration::from_secs(10));
 
         // Unload stops the running unit, unlinks it, deletes the file and stops following it.
@@ -1058,10 +1061,7 @@ mod driver {
         );
         agent.watch("pulled.service");
         agent.wait_state("pulled.service", "inactive", "dead", Duration::from_secs(5));
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: "trigger.target".into(),
-        });
+        agent.start("trigger.target");
         let took = agent.wait_state(
             "pulled.service",
             "active",
@@ -1096,10 +1096,7 @@ mod driver {
             "[Unit]\nRefuseManualStop=yes\n\n[Service]\nExecStart=/bin/sleep 600\n",
         );
         agent.ok(|id| SystemdRequest::Reload { id });
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: "stubborn.service".into(),
-        });
+        agent.start("stubborn.service");
         let unload = agent.call(|id| SystemdRequest::Unload {
             id,
             name: "stubborn.service".into(),
@@ -1172,15 +1169,9 @@ mod driver {
         agent.wait_state(name, "inactive", "dead", Duration::from_secs(5));
         let mut latencies = Vec::new();
         let signals = properties_changed_during(host, || {
-            agent.ok(|id| SystemdRequest::Start {
-                id,
-                name: name.into(),
-            });
+            agent.start(name);
             latencies.push(agent.wait_state(name, "active", "running", Duration::from_secs(10)));
-            agent.ok(|id| SystemdRequest::Stop {
-                id,
-                name: name.into(),
-            });
+            agent.stop(name);
             latencies.push(agent.wait_state(name, "inactive", "dead", Duration::from_secs(10)));
         });
         assert_eq!(
@@ -1213,10 +1204,7 @@ mod driver {
         agent.watch(name);
         agent.wait_state(name, "inactive", "dead", Duration::from_secs(5));
         let started = Instant::now();
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        agent.start(name);
         agent.wait_state(name, "failed", "failed", poll * 3);
         println!(
             "fails.service (ExecStart=/bin/false) reported failed {:.1} ms after StartUnit was sent (poll every {} ms)",
@@ -1260,10 +1248,7 @@ mod driver {
             restarted.elapsed().as_secs_f64()
         );
         // The call thread reconnects on its own, and state reports flow again.
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        agent.start(name);
         agent.wait_state(name, "active", "running", Duration::from_secs(10));
     }
 
@@ -1279,10 +1264,7 @@ mod driver {
         load(&mut first, name, SLEEPER);
         first.ok(|id| SystemdRequest::Reload { id });
         first.watch(name);
-        first.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        first.start(name);
         first.wait_state(name, "active", "running", Duration::from_secs(10));
         let client = SystemdClient::connect(&config(host)).unwrap_or_else(|e| panic!("{e}"));
         let started_at = client
@@ -1326,10 +1308,7 @@ mod driver {
         second.wait_state(name, "active", "running", Duration::from_secs(5));
         load(&mut second, name, SLEEPER);
         second.ok(|id| SystemdRequest::Reload { id });
-        second.ok(|id| SystemdRequest::Start {
-            id,
-            name: name.into(),
-        });
+        second.start(name);
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             client
@@ -1392,10 +1371,7 @@ mod driver {
         );
         let last = &names[UNITS - 1];
         agent.wait_state(last, "inactive", "dead", Duration::from_secs(10));
-        agent.ok(|id| SystemdRequest::Start {
-            id,
-            name: last.clone(),
-        });
+        agent.start(last);
         let latency = agent.wait_state(last, "active", "running", Duration::from_secs(10));
         println!(
             "unit {UNITS} of {UNITS} watched reported active {:.0} ms after StartUnit returned",
