@@ -1213,6 +1213,34 @@ mod driver {
         );
     }
 
+    /// A unit whose process is killed from outside (no job, so no `JobRemoved`) is reported
+    /// failed by the next poll, which reads `ListUnits` in place.
+    #[test]
+    fn a_unit_killed_from_outside_is_reported_by_the_poll() {
+        if !flt_tests::testhost::require_hosts() {
+            return;
+        }
+        let cluster = start(ClusterConfig::new(1));
+        let host = cluster.host(0);
+        let poll = Duration::from_secs(1);
+        let mut agent = Agent::spawn(SystemdConfig {
+            poll_interval: poll,
+            ..config(host)
+        });
+        let name = "victim.service";
+        load(&mut agent, name, "[Service]\nExecStart=/bin/sleep 600\n");
+        agent.watch(name);
+        agent.start(name);
+        agent.wait_state(name, "active", "running", Duration::from_secs(10));
+        exec(host, &["systemctl", "kill", "--signal=KILL", name]);
+        let latency = agent.wait_state(name, "failed", "failed", poll * 3);
+        println!(
+            "{name} killed from outside reported failed after {:.0} ms (poll every {} ms)",
+            latency.as_secs_f64() * 1000.0,
+            poll.as_millis()
+        );
+    }
+
     #[test]
     fn driver_survives_a_restart_of_the_hosts_bus() {
         if !flt_tests::testhost::require_hosts() {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dbus::Message;
-use dbus::arg::RefArg;
+use dbus::arg::{ArgType, RefArg};
 use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
 use dbus::blocking::{Connection, Proxy};
 use dbus::channel::Channel;
@@ -557,15 +557,41 @@ pub(crate) fn list_units_by_names(
 /// `ListUnits()`: the units systemd has in memory. Unlike `ListUnitsByNames` it loads nothing:
 /// asking by name for a unit systemd has garbage-collected (inactive, unreferenced) makes it
 /// load the unit from disk, announce it (`UnitNew`) and collect it again (`UnitRemoved`).
-pub(crate) fn list_loaded_units(
+/// Calls `each(name, load, active, sub)` for every unit systemd has in memory (`ListUnits`),
+/// reading the reply in place: nothing is allocated for a unit (the periodic poll goes over
+/// every loaded unit each second, and only the watched ones that changed matter).
+pub(crate) fn for_each_loaded_unit(
     conn: &Connection,
     timeout: Duration,
-) -> Result<Vec<(String, UnitState)>, SystemdError> {
-    let (units,): (Vec<Listed>,) = conn
-        .with_proxy(SYSTEMD, MANAGER_PATH, timeout)
-        .method_call(MANAGER, "ListUnits", ())
+    mut each: impl FnMut(&str, &str, &str, &str),
+) -> Result<(), SystemdError> {
+    let bad = |detail: &str| SystemdError::BadReply {
+        method: "ListUnits",
+        target: String::new(),
+        detail: detail.to_string(),
+    };
+    let call = Message::new_method_call(SYSTEMD, MANAGER_PATH, MANAGER, "ListUnits")
+        .map_err(|e| bad(&e))?;
+    let reply = conn
+        .channel()
+        .send_with_reply_and_block(call, timeout)
         .map_err(|e| SystemdError::call("ListUnits", "", &e))?;
-    Ok(to_states(units))
+    let mut args = reply.iter_init();
+    let mut units = args
+        .recurse(ArgType::Array)
+        .ok_or_else(|| bad("not an array"))?;
+    while units.arg_type() == ArgType::Struct {
+        let mut unit = units
+            .recurse(ArgType::Struct)
+            .ok_or_else(|| bad("not a struct"))?;
+        let mut text = || unit.read::<&str>().map_err(|e| bad(&e.to_string()));
+        let name = text()?;
+        let _description = text()?;
+        let (load, active, sub) = (text()?, text()?, text()?);
+        each(name, load, active, sub);
+        units.next();
+    }
+    Ok(())
 }
 
 /// One entry of `ListUnits`/`ListUnitsByNames`: name, description, load, active, sub, followed,

@@ -23,7 +23,7 @@ use dbus::blocking::Connection;
 use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
 use dbus::message::{Message, MessageType};
 
-use super::client::{connect, list_loaded_units, list_units_by_names};
+use super::client::{connect, for_each_loaded_unit, list_units_by_names};
 use super::driver::SystemdEvent;
 use super::name::check_unit_name;
 use super::{BusAddress, SystemdConfig, SystemdError, UnitState};
@@ -65,6 +65,7 @@ impl Watcher {
             timeout: config.call_timeout,
             poll_interval: config.poll_interval,
             watched: BTreeMap::new(),
+            poll_round: 0,
             dirty: BTreeSet::new(),
             events,
             control: control_rx,
@@ -134,13 +135,22 @@ impl Link {
     }
 }
 
+struct Watched {
+    /// The last state reported (None before the first report).
+    last: Option<UnitState>,
+    /// The last poll whose `ListUnits` had the unit.
+    listed_in: u64,
+}
+
 struct WatchLoop {
     link: Option<Link>,
     bus: BusAddress,
     timeout: Duration,
     poll_interval: Duration,
-    /// Watched unit → last state reported (None before the first report).
-    watched: BTreeMap<String, Option<UnitState>>,
+    /// Watched unit → last state reported and the last poll that listed it.
+    watched: BTreeMap<String, Watched>,
+    /// Number of the current (or last) `ListUnits` poll.
+    poll_round: u64,
     /// Units a signal (or a poll) says to re-read.
     dirty: BTreeSet<String>,
     events: Sender<SystemdEvent>,
@@ -188,7 +198,13 @@ impl WatchLoop {
             log::warn!("not watching: {e}");
             return;
         }
-        self.watched.insert(name.clone(), None);
+        self.watched.insert(
+            name.clone(),
+            Watched {
+                last: None,
+                listed_in: 0,
+            },
+        );
         self.dirty.insert(name);
     }
 
@@ -247,38 +263,49 @@ impl WatchLoop {
 
     /// Compares every watched unit with `ListUnits` and reports changes. A watched unit that is
     /// not in memory was garbage-collected, which systemd only does to inactive units: if it
-    /// was last seen inactive nothing changed; otherwise it is re-read by name.
+    /// was last seen inactive nothing changed; otherwise it is re-read by name. The reply is
+    /// read in place: a poll allocates nothing for units whose state did not change.
     fn poll_loaded(&mut self) {
         let Some(link) = &self.link else { return };
-        let loaded = match list_loaded_units(&link.conn, self.timeout) {
-            Ok(units) => units,
-            Err(e) => {
-                if link.conn.channel().is_connected() {
-                    log::warn!("listing systemd's units: {e}");
-                } else {
-                    self.lost(e.to_string());
-                }
+        self.poll_round += 1;
+        let round = self.poll_round;
+        let (watched, events) = (&mut self.watched, &self.events);
+        let listed = for_each_loaded_unit(&link.conn, self.timeout, |name, load, active, sub| {
+            let Some(unit) = watched.get_mut(name) else {
                 return;
+            };
+            unit.listed_in = round;
+            let same = unit.last.as_ref().is_some_and(|last| {
+                last.load_state == load && last.active_state == active && last.sub_state == sub
+            });
+            if !same {
+                let state = UnitState {
+                    load_state: load.to_string(),
+                    active_state: active.to_string(),
+                    sub_state: sub.to_string(),
+                };
+                unit.last = Some(state.clone());
+                let _ = events.send(SystemdEvent::UnitState {
+                    name: name.to_string(),
+                    state: Some(state),
+                });
             }
-        };
-        let mut loaded: BTreeMap<String, UnitState> = loaded
-            .into_iter()
-            .filter(|(name, _)| self.watched.contains_key(name))
-            .collect();
-        for (name, last) in &mut self.watched {
-            match loaded.remove(name) {
-                Some(state) if last.as_ref() != Some(&state) => {
-                    *last = Some(state.clone());
-                    let _ = self.events.send(SystemdEvent::UnitState {
-                        name: name.clone(),
-                        state: Some(state),
-                    });
-                }
-                Some(_) => {}
-                None if last.as_ref().is_some_and(|s| s.active_state == "inactive") => {}
-                None => {
-                    self.dirty.insert(name.clone());
-                }
+        });
+        if let Err(e) = listed {
+            if link.conn.channel().is_connected() {
+                log::warn!("listing systemd's units: {e}");
+            } else {
+                self.lost(e.to_string());
+            }
+            return;
+        }
+        for (name, unit) in &self.watched {
+            let inactive = unit
+                .last
+                .as_ref()
+                .is_some_and(|s| s.active_state == "inactive");
+            if unit.listed_in != round && !inactive {
+                self.dirty.insert(name.clone());
             }
         }
     }
@@ -294,10 +321,10 @@ impl WatchLoop {
         match list_units_by_names(&link.conn, self.timeout, &refs) {
             Ok(states) => {
                 for (name, state) in states {
-                    if let Some(last) = self.watched.get_mut(&name)
-                        && last.as_ref() != Some(&state)
+                    if let Some(unit) = self.watched.get_mut(&name)
+                        && unit.last.as_ref() != Some(&state)
                     {
-                        *last = Some(state.clone());
+                        unit.last = Some(state.clone());
                         let _ = self.events.send(SystemdEvent::UnitState {
                             name,
                             state: Some(state),
