@@ -554,12 +554,12 @@ pub(crate) fn list_units_by_names(
     Ok(to_states(units))
 }
 
-/// `ListUnits()`: the units systemd has in memory. Unlike `ListUnitsByNames` it loads nothing:
-/// asking by name for a unit systemd has garbage-collected (inactive, unreferenced) makes it
-/// load the unit from disk, announce it (`UnitNew`) and collect it again (`UnitRemoved`).
-/// Calls `each(name, load, active, sub)` for every unit systemd has in memory (`ListUnits`),
-/// reading the reply in place: nothing is allocated for a unit (the periodic poll goes over
-/// every loaded unit each second, and only the watched ones that changed matter).
+/// `ListUnits()`: calls `each(name, load, active, sub)` for every unit systemd has in memory.
+/// Unlike `ListUnitsByNames` it loads nothing: asking by name for a unit systemd has
+/// garbage-collected (inactive, unreferenced) makes it load the unit from disk, announce it
+/// (`UnitNew`) and collect it again (`UnitRemoved`). The reply is read in place, so nothing is
+/// allocated per unit (the periodic poll goes over every loaded unit each second, and only the
+/// watched ones that changed matter).
 pub(crate) fn for_each_loaded_unit(
     conn: &Connection,
     timeout: Duration,
@@ -594,8 +594,8 @@ pub(crate) fn for_each_loaded_unit(
     Ok(())
 }
 
-/// One entry of `ListUnits`/`ListUnitsByNames`: name, description, load, active, sub, followed,
-/// path, job id, job type, job path.
+/// One entry of `ListUnitsByNames`: name, description, load, active, sub, followed, path, job
+/// id, job type, job path.
 type Listed = (
     String,
     String,

@@ -142,6 +142,34 @@ struct Watched {
     listed_in: u64,
 }
 
+impl Watched {
+    /// Takes the state systemd reports for unit `name`; reports it if it changed (only then is
+    /// anything allocated).
+    fn observe(
+        &mut self,
+        name: &str,
+        (load, active, sub): (&str, &str, &str),
+        events: &Sender<SystemdEvent>,
+    ) {
+        let same = self.last.as_ref().is_some_and(|last| {
+            last.load_state == load && last.active_state == active && last.sub_state == sub
+        });
+        if same {
+            return;
+        }
+        let state = UnitState {
+            load_state: load.to_string(),
+            active_state: active.to_string(),
+            sub_state: sub.to_string(),
+        };
+        self.last = Some(state.clone());
+        let _ = events.send(SystemdEvent::UnitState {
+            name: name.to_string(),
+            state: Some(state),
+        });
+    }
+}
+
 struct WatchLoop {
     link: Option<Link>,
     bus: BusAddress,
@@ -275,21 +303,7 @@ impl WatchLoop {
                 return;
             };
             unit.listed_in = round;
-            let same = unit.last.as_ref().is_some_and(|last| {
-                last.load_state == load && last.active_state == active && last.sub_state == sub
-            });
-            if !same {
-                let state = UnitState {
-                    load_state: load.to_string(),
-                    active_state: active.to_string(),
-                    sub_state: sub.to_string(),
-                };
-                unit.last = Some(state.clone());
-                let _ = events.send(SystemdEvent::UnitState {
-                    name: name.to_string(),
-                    state: Some(state),
-                });
-            }
+            unit.observe(name, (load, active, sub), events);
         });
         if let Err(e) = listed {
             if link.conn.channel().is_connected() {
@@ -321,14 +335,13 @@ impl WatchLoop {
         match list_units_by_names(&link.conn, self.timeout, &refs) {
             Ok(states) => {
                 for (name, state) in states {
-                    if let Some(unit) = self.watched.get_mut(&name)
-                        && unit.last.as_ref() != Some(&state)
-                    {
-                        unit.last = Some(state.clone());
-                        let _ = self.events.send(SystemdEvent::UnitState {
-                            name,
-                            state: Some(state),
-                        });
+                    if let Some(unit) = self.watched.get_mut(&name) {
+                        let listed = (
+                            state.load_state.as_str(),
+                            state.active_state.as_str(),
+                            state.sub_state.as_str(),
+                        );
+                        unit.observe(&name, listed, &self.events);
                     }
                 }
             }
