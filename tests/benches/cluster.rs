@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use flt_core::glob::glob_match;
 use flt_tests::fltcluster::{FltCluster, FltClusterConfig, wait_for, wait_for_every};
 use flt_tests::fltd_host::unix_http;
 use nix::time::{ClockId, clock_gettime};
@@ -191,10 +192,10 @@ fn active_units(flt: &FltCluster, index: usize, glob: &str) -> Vec<String> {
         .collect()
 }
 
-/// Launch units (`bench-NNNN.service`, `/bin/sleep 1d`) that have a cgroup on host `index`,
-/// read from outside through the host's `/sys/fs/cgroup` (0 when the host is down): systemd
+/// Launch units ([`LAUNCH_GLOB`], `/bin/sleep 1d`) that have a cgroup on host `index`, read
+/// from outside through the host's `/sys/fs/cgroup` (0 when the host is down): systemd
 /// creates it as it starts the unit and removes it once the unit stopped. Only a directory
-/// listing: reading each unit's `cgroup.events` too slowed a failover down measurably.
+/// listing: a version that also read each unit's `cgroup.events` was slower in its one run.
 fn started_launch_units(flt: &FltCluster, index: usize) -> usize {
     let Ok(root) = flt.host(index).root() else {
         return 0;
@@ -204,14 +205,17 @@ fn started_launch_units(flt: &FltCluster, index: usize) -> usize {
     };
     entries
         .filter_map(Result::ok)
-        .filter(|entry| {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            name.strip_prefix("bench-")
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-                && name.ends_with(".service")
-        })
+        .filter(|entry| glob_match(LAUNCH_GLOB, &entry.file_name().to_string_lossy()) == Ok(true))
         .count()
+}
+
+/// Ok once the per-host `counts` add up to `units`; otherwise they are the error.
+fn all_counted(units: usize, counts: Vec<usize>, what: &str) -> Result<(), String> {
+    if counts.iter().sum::<usize>() >= units {
+        Ok(())
+    } else {
+        Err(format!("{what} per host: {counts:?}"))
+    }
 }
 
 /// Waits until `units` launched units are active across the hosts; `when` ends the
@@ -224,14 +228,10 @@ fn wait_all_active(flt: &FltCluster, units: usize, when: &str, timeout: Duration
         timeout,
         CGROUP_POLL,
         || {
-            let counts: Vec<usize> = (0..flt.hosts())
+            let counts = (0..flt.hosts())
                 .map(|i| started_launch_units(flt, i))
                 .collect();
-            if counts.iter().sum::<usize>() >= units {
-                Ok(())
-            } else {
-                Err(format!("cgroups per host: {counts:?}"))
-            }
+            all_counted(units, counts, "cgroups")
         },
     );
     let timeout = timeout.saturating_sub(started.elapsed());
@@ -239,14 +239,7 @@ fn wait_all_active(flt: &FltCluster, units: usize, when: &str, timeout: Duration
         &format!("{units} units active{when}"),
         timeout,
         COUNT_POLL,
-        || {
-            let counts = count_active(flt, LAUNCH_GLOB);
-            if counts.iter().sum::<usize>() >= units {
-                Ok(())
-            } else {
-                Err(format!("active per host: {counts:?}"))
-            }
-        },
+        || all_counted(units, count_active(flt, LAUNCH_GLOB), "active"),
     );
 }
 
